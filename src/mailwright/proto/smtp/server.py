@@ -1,0 +1,528 @@
+"""The SMTP server connection: a sans-IO state machine (h11 style).
+
+Use: ``receive_data(bytes)``; loop ``next_event()`` until ``NEED_DATA``; answer each
+command with ``send(reply)`` (which returns the bytes to write) before asking for the
+next event. ``receive_data(b"")`` means the peer closed.
+
+Invariants:
+- the receive buffer never holds more than ``max_line`` + one read of bytes in command
+  mode, nor more than ``max_data_line_chunk`` + one read in DATA mode;
+- only CRLF.CRLF ends DATA (RFC 5321 §4.1.1.4); a bare CR or LF never ends a command
+  or DATA, and never turns one transaction into two;
+- after STARTTLS is answered 220, bytes already buffered are discarded (RFC 3207 §4.2).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from mailwright.core.address import AddressError, parse_path
+from mailwright.core.errors import LocalProtocolError
+from mailwright.core.reply import Reply
+from mailwright.proto.smtp import replies
+from mailwright.proto.smtp.events import (
+    CLOSED,
+    NEED_DATA,
+    Bdat,
+    Data,
+    DataChunk,
+    Ehlo,
+    EndOfData,
+    Event,
+    Helo,
+    Help,
+    Invalid,
+    MailFrom,
+    Noop,
+    Quit,
+    RcptTo,
+    Rset,
+    StartTls,
+    Vrfy,
+)
+from mailwright.proto.smtp.state import State, Verb, after_reply, check
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds the machine enforces itself. Defaults follow the foundation issue."""
+
+    max_line: int = 2048  # RFC 5321 §4.5.3.1.4 asks for at least 512
+    max_message_size: int = 25 * 1024 * 1024
+    max_data_line: int = 1024 * 1024  # longer text lines are stored intact up to this
+    max_errors: int = 20  # then 421 and close
+    normalize_bare_lf: bool = False  # Postfix's smtpd_forbid_bare_newline = normalize
+    mail_params: frozenset[str] = frozenset({"SIZE", "BODY", "SMTPUTF8"})
+    rcpt_params: frozenset[str] = frozenset()
+
+
+_DATA_SPILL = 64 * 1024  # a partial DATA line longer than this is passed on in pieces
+_VERBS = {v.value: v for v in Verb if v is not Verb.END_OF_DATA}
+_NOT_IMPLEMENTED = {"EXPN", "TURN", "ETRN", "ATRN", "SEND", "SOML", "SAML", "AUTH", "XCLIENT"}
+_PARAM = re.compile(r"([A-Za-z0-9][A-Za-z0-9-]*)(?:=([\x21-\x3c\x3e-\x7e\u0080-\U0010ffff]+))?")
+_BARE_DOT_LINE = re.compile(rb"(?:^|\n)\.\r?\n")
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+
+
+class ServerConnection:
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
+        self.state = State.CONNECTED
+        self.error_count = 0
+        self.discarded_plaintext = 0  # bytes dropped at STARTTLS (logged by the driver)
+        self._buf = bytearray()
+        self._eof = False
+        self._pending: Verb | None = None  # the command awaiting our reply
+        self._smtputf8 = False
+        self._discarding_line = False
+        # DATA / BDAT reading
+        self._line_start = True  # next byte starts a line that followed a CRLF
+        self._line_len = 0  # length of the current (partial) content line
+        self._data_size = 0
+        self._data_error: Reply | None = None
+        self._data_close = False
+        self._bdat_left = 0
+        self._bdat_last = False
+        self._bdat_refusal: Reply | None = None
+        self._resume_state = State.CONNECTED
+        self._chunk_cr = False  # the previous BDAT piece ended in CR
+        self._data_done = False
+
+    # -- input ---------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        if data:
+            if self.state is State.TLS:
+                self.discarded_plaintext += len(data)
+                return
+            self._buf += data
+        else:
+            self._eof = True
+
+    def next_event(self) -> Event:
+        if self._pending is not None:
+            raise LocalProtocolError(f"reply to {self._pending.value} not sent yet")
+        if self.state is State.CLOSED:
+            return CLOSED
+        if self.state is State.DATA:
+            event = self._next_data()
+        elif self.state is State.BDAT:
+            event = self._next_bdat()
+        elif self.state is State.TLS:
+            return NEED_DATA
+        else:
+            event = self._next_command()
+        if event is NEED_DATA and self._eof:
+            self.state = State.CLOSED
+            return CLOSED
+        return event
+
+    # -- output --------------------------------------------------------------
+
+    def send(self, reply: Reply) -> bytes:
+        """Bytes for ``reply`` to the pending command; applies its state change."""
+        verb = self._pending
+        if verb is None:
+            raise LocalProtocolError("no command is waiting for a reply")
+        self._pending = None
+        out = reply.to_bytes()
+        if verb is Verb.END_OF_DATA:
+            self.state = after_reply(self.state, verb, reply, last_chunk=self._bdat_last)
+            if self._data_close and reply.code != 421:
+                self.state = State.CLOSED
+        else:
+            self.state = after_reply(self.state, verb, reply)
+        if self.state is State.DATA:
+            self._start_data()
+        if self.state is State.TLS:
+            # RFC 3207 §4.2: anything pipelined behind STARTTLS is not trusted.
+            self.discarded_plaintext += len(self._buf)
+            self._buf.clear()
+        if reply.code >= 400 and reply.code != 421:
+            self.error_count += 1
+            if self.error_count >= self.limits.max_errors and self.state is not State.CLOSED:
+                out += replies.TOO_MANY_ERRORS.to_bytes()
+                self.state = State.CLOSED
+        return out
+
+    def send_unsolicited(self, reply: Reply) -> bytes:
+        """Greeting, timeout or shutdown notices: replies to no command."""
+        if reply.code == 421:
+            self.state = State.CLOSED
+        return reply.to_bytes()
+
+    def tls_started(self) -> None:
+        """The TLS handshake after STARTTLS succeeded: RFC 3207 §4.2 resets the session."""
+        if self.state is not State.TLS:
+            raise LocalProtocolError("tls_started() without STARTTLS")
+        self.state = State.CONNECTED
+        self._smtputf8 = False
+
+    @property
+    def should_delay(self) -> bool:
+        """Past half the error cap, the driver slows each reply (Postfix's soft limit)."""
+        return self.error_count >= self.limits.max_errors // 2
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.state in (State.MAIL, State.RCPT, State.DATA, State.BDAT, State.BDAT_MORE)
+
+    # -- commands ------------------------------------------------------------
+
+    def _next_command(self) -> Event:
+        while True:
+            nl = self._buf.find(b"\n")
+            if nl < 0:
+                if len(self._buf) > self.limits.max_line:
+                    # keep the tail CR: it may pair with the next LF
+                    self._discarding_line = True
+                    del self._buf[:-1]
+                return NEED_DATA
+            raw = bytes(self._buf[: nl + 1])
+            del self._buf[: nl + 1]
+            if self._discarding_line or len(raw) > self.limits.max_line:
+                self._discarding_line = False
+                return self._refuse(replies.LINE_TOO_LONG)
+            if not raw.endswith(b"\r\n"):
+                if not self.limits.normalize_bare_lf:
+                    return self._refuse(replies.BARE_NEWLINE_COMMAND)
+                raw = raw[:-1] + b"\r\n"
+            line = raw[:-2]
+            if b"\r" in line:
+                return self._refuse(replies.BARE_NEWLINE_COMMAND)
+            if b"\0" in line:
+                return self._refuse(replies.NUL_IN_COMMAND)
+            return self._parse_command(line)
+
+    def _refuse(self, reply: Reply, verb: Verb = Verb.NOOP) -> Invalid:
+        self._pending = verb
+        return Invalid(reply)
+
+    def _parse_command(self, line: bytes) -> Event:
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            return self._refuse(replies.EIGHT_BIT_COMMAND)
+        word, _, arg = text.partition(" ")
+        name = word.upper()
+        verb = _VERBS.get(name)
+        if verb is None:
+            if name in _NOT_IMPLEMENTED:
+                return self._refuse(replies.NOT_IMPLEMENTED)
+            return self._refuse(replies.SYNTAX_ERROR)
+        if not text.isascii() and verb not in (Verb.MAIL, Verb.RCPT, Verb.VRFY):
+            return self._refuse(replies.EIGHT_BIT_COMMAND)
+        refusal = check(self.state, verb)
+        if refusal is not None:
+            if verb is Verb.BDAT:
+                return self._refuse_bdat(arg, refusal)
+            return self._refuse(refusal)
+        event = self._build(verb, arg.strip(" "))
+        if isinstance(event, Invalid):
+            return event
+        if isinstance(event, Bdat):
+            self._start_bdat(event)
+            return event
+        self._pending = verb
+        return event
+
+    def _build(self, verb: Verb, arg: str) -> Event:
+        match verb:
+            case Verb.EHLO | Verb.HELO:
+                if not arg or " " in arg:
+                    return self._refuse(Reply(501, "5.5.4", f"Syntax: {verb.value} hostname"))
+                return Ehlo(arg) if verb is Verb.EHLO else Helo(arg)
+            case Verb.MAIL:
+                return self._parse_mail(arg)
+            case Verb.RCPT:
+                return self._parse_rcpt(arg)
+            case Verb.BDAT:
+                return self._parse_bdat(arg)
+            case Verb.VRFY:
+                if not arg:
+                    return self._refuse(Reply(501, "5.5.4", "Syntax: VRFY address"))
+                return Vrfy(arg)
+            case Verb.HELP:
+                return Help(arg)
+            case _:
+                if arg:
+                    return self._refuse(
+                        Reply(501, "5.5.4", f"Syntax: {verb.value} takes no arguments")
+                    )
+                return _SIMPLE[verb]
+
+    def _split_path(self, arg: str, keyword: str) -> tuple[str, str] | Invalid:
+        if not arg.upper().startswith(keyword):
+            return self._refuse(Reply(501, "5.5.4", f"Syntax: {keyword}<address>"))
+        rest = arg[len(keyword) :].lstrip(" ")
+        if not rest.startswith("<"):
+            return self._refuse(
+                Reply(
+                    501,
+                    "5.1.7" if keyword == "FROM:" else "5.1.3",
+                    "Bad address syntax: address must be in <>",
+                )
+            )
+        # a quoted local part may hold '>': find the real end outside quotes
+        end = _path_end(rest)
+        if end < 0:
+            return self._refuse(Reply(501, "5.5.4", "Syntax error: missing >"))
+        return rest[: end + 1], rest[end + 1 :].strip(" ")
+
+    def _parse_params(self, text: str, allowed: frozenset[str]) -> dict[str, str | None] | Invalid:
+        params: dict[str, str | None] = {}
+        for item in text.split():
+            m = _PARAM.fullmatch(item)
+            if m is None:
+                return self._refuse(Reply(501, "5.5.4", f"Bad parameter syntax: {item[:40]}"))
+            key = m.group(1).upper()
+            if key in params:
+                return self._refuse(Reply(501, "5.5.4", f"Duplicate parameter: {key}"))
+            if key not in allowed:
+                return self._refuse(
+                    replies.BAD_PARAMETER.with_text(f"Unsupported parameter: {key}")
+                )
+            params[key] = m.group(2)
+        return params
+
+    def _parse_mail(self, arg: str) -> Event:
+        split = self._split_path(arg, "FROM:")
+        if isinstance(split, Invalid):
+            return split
+        path, rest = split
+        params = self._parse_params(rest, self.limits.mail_params)
+        if isinstance(params, Invalid):
+            return params
+        if "SMTPUTF8" in params and params["SMTPUTF8"] is not None:
+            return self._refuse(Reply(501, "5.5.4", "SMTPUTF8 takes no value"))
+        if "SIZE" in params:
+            size = params["SIZE"]
+            if size is None or not size.isdigit() or len(size) > 20:
+                return self._refuse(Reply(501, "5.5.4", "SIZE requires a number"))
+        if "BODY" in params and (params["BODY"] or "").upper() not in ("7BIT", "8BITMIME"):
+            return self._refuse(replies.BAD_PARAMETER.with_text("BODY must be 7BIT or 8BITMIME"))
+        utf8 = "SMTPUTF8" in params
+        try:
+            address = parse_path(path, utf8=utf8, allow_null=True)
+        except AddressError as exc:
+            return self._refuse(Reply(501, "5.1.7", f"Bad sender address syntax: {exc}"))
+        self._smtputf8 = utf8
+        return MailFrom(address, params)
+
+    def _parse_rcpt(self, arg: str) -> Event:
+        split = self._split_path(arg, "TO:")
+        if isinstance(split, Invalid):
+            return split
+        path, rest = split
+        params = self._parse_params(rest, self.limits.rcpt_params)
+        if isinstance(params, Invalid):
+            return params
+        try:
+            address = parse_path(path, utf8=self._smtputf8)
+        except AddressError as exc:
+            return self._refuse(Reply(501, "5.1.3", f"Bad recipient address syntax: {exc}"))
+        return RcptTo(address, params)  # type: ignore[arg-type]
+
+    # -- DATA ----------------------------------------------------------------
+
+    def _start_data(self) -> None:
+        self._line_start = True
+        self._line_len = 0
+        self._data_size = 0
+        self._data_error = None
+        self._data_close = False
+        self._data_done = False
+        self._bdat_last = True
+
+    def _fail_data(self, reply: Reply) -> None:
+        if self._data_error is None:
+            self._data_error = reply
+
+    def _next_data(self) -> Event:
+        while True:
+            if self._data_done:
+                return self._end_of_data()
+            piece = self._take_data()
+            if piece is None:
+                return NEED_DATA
+            self._count(len(piece))
+            if piece and self._data_error is None:
+                return DataChunk(piece)
+
+    def _take_data(self) -> bytes | None:
+        """The next run of unstuffed content from the buffer, or None if more is needed.
+
+        Sets ``_data_done`` when the end marker was found.
+        """
+        buf = self._buf
+        nl = buf.rfind(b"\n")
+        if nl < 0:
+            if len(buf) <= _DATA_SPILL:
+                return None
+            # One long line: pass it on in pieces, holding back a trailing CR.
+            cut = len(buf) - 1 if buf.endswith(b"\r") else len(buf)
+            piece = bytes(buf[:cut])
+            del buf[:cut]
+            if b"\r" in piece:
+                self._fail_data(replies.BARE_NEWLINE_DATA)
+            if self._line_start and piece.startswith(b"."):
+                piece = piece[1:]
+            self._line_start = False
+            self._line_len += len(piece)
+            self._check_line_length(self._line_len)
+            return piece
+        region = bytes(buf[: nl + 1])
+        if self._line_start and region.startswith(b".\r\n"):
+            end = 0
+        else:
+            end = region.find(b"\r\n.\r\n")
+            end = end + 2 if end >= 0 else -1
+        content = region if end < 0 else region[:end]
+        consumed = nl + 1 if end < 0 else end + 3
+        crlf = content.count(b"\r\n")
+        if content.count(b"\r") != crlf:
+            self._fail_data(replies.BARE_NEWLINE_DATA)
+        if content.count(b"\n") != crlf:
+            if self.limits.normalize_bare_lf:
+                content = _BARE_LF.sub(b"\r\n", content)
+            else:
+                self._fail_data(replies.BARE_NEWLINE_DATA)
+                dot = _BARE_DOT_LINE.search(content)
+                if dot is not None and (dot.start() > 0 or self._line_start):
+                    # A client ending DATA with a bare-LF dot: refuse now and hang up,
+                    # so that nothing it sends next is read as a command.
+                    content = content[: dot.start()]
+                    self._data_close = True
+                    end = dot.start()
+                    consumed = len(buf)
+        del buf[:consumed]
+        if b"\0" in content:
+            self._fail_data(replies.NUL_IN_DATA)
+        first = content.find(b"\n")
+        longest = self._line_len + (first if first >= 0 else len(content))
+        if len(content) > self.limits.max_data_line:
+            longest = max(longest, *(len(line) for line in content.split(b"\n")))
+        self._check_line_length(longest - 1)
+        # RFC 5321 §4.5.2: drop the first character of a line that starts with a period.
+        if self._line_start and content.startswith(b"."):
+            content = content[1:]
+        content = content.replace(b"\r\n.", b"\r\n")
+        self._line_start = True
+        self._line_len = 0
+        self._data_done = end >= 0
+        return content
+
+    def _check_line_length(self, length: int) -> None:
+        if length > self.limits.max_data_line:
+            self._fail_data(replies.DATA_LINE_TOO_LONG)
+
+    def _count(self, n: int) -> None:
+        self._data_size += n
+        if self._data_size > self.limits.max_message_size:
+            self._fail_data(replies.SIZE_EXCEEDED)
+
+    def _end_of_data(self) -> EndOfData:
+        self._pending = Verb.END_OF_DATA
+        self._data_done = False
+        return EndOfData(self._data_error, last=self._bdat_last)
+
+    # -- BDAT (RFC 3030) -------------------------------------------------------
+
+    def _parse_bdat(self, arg: str) -> Bdat | Invalid:
+        parts = arg.split()
+        if not 1 <= len(parts) <= 2 or not parts[0].isdigit() or len(parts[0]) > 20:
+            return self._refuse(Reply(501, "5.5.4", "Syntax: BDAT size [LAST]"))
+        if len(parts) == 2 and parts[1].upper() != "LAST":
+            return self._refuse(Reply(501, "5.5.4", "Syntax: BDAT size [LAST]"))
+        return Bdat(int(parts[0]), len(parts) == 2)
+
+    def _refuse_bdat(self, arg: str, refusal: Reply) -> Event:
+        """A BDAT we refuse still carries its chunk: read and drop it, then refuse."""
+        parsed = self._parse_bdat(arg)
+        if isinstance(parsed, Invalid):
+            return parsed  # unknown size: nothing sensible can be skipped
+        self._bdat_refusal = refusal
+        self._resume_state = self.state
+        self._bdat_left = parsed.size
+        self.state = State.BDAT
+        return self._next_bdat()
+
+    def _start_bdat(self, event: Bdat) -> None:
+        if self.state is not State.BDAT_MORE:
+            self._data_size = 0
+            self._data_error = None
+            self._chunk_cr = False
+        self._data_close = False
+        self._bdat_left = event.size
+        self._bdat_last = event.last
+        self._bdat_refusal = None
+        self.state = State.BDAT
+
+    def _next_bdat(self) -> Event:
+        while self._bdat_left > 0:
+            if not self._buf:
+                return NEED_DATA
+            take = min(self._bdat_left, len(self._buf))
+            piece = bytes(self._buf[:take])
+            del self._buf[:take]
+            self._bdat_left -= take
+            if self._bdat_refusal is not None:
+                continue
+            self._count(len(piece))
+            piece = self._check_chunk(piece)
+            if self._data_error is None and piece:
+                return DataChunk(piece)
+        if self._bdat_refusal is not None:
+            refusal, self._bdat_refusal = self._bdat_refusal, None
+            self.state = self._resume_state
+            return self._refuse(refusal)
+        if self._bdat_last and self._chunk_cr:
+            self._fail_data(replies.BARE_NEWLINE_DATA)
+        self._pending = Verb.END_OF_DATA
+        return EndOfData(self._data_error, last=self._bdat_last)
+
+    def _check_chunk(self, piece: bytes) -> bytes:
+        """Bare CR/LF and NUL rules for BDAT content, across chunk boundaries."""
+        if b"\0" in piece:
+            self._fail_data(replies.NUL_IN_DATA)
+        joined_lf = self._chunk_cr and piece.startswith(b"\n")
+        if self._chunk_cr and piece and not joined_lf:
+            self._fail_data(replies.BARE_NEWLINE_DATA)
+        if piece:
+            self._chunk_cr = piece.endswith(b"\r")
+        crlf = piece.count(b"\r\n")
+        if piece.count(b"\r") - crlf - self._chunk_cr > 0:
+            self._fail_data(replies.BARE_NEWLINE_DATA)
+        if piece.count(b"\n") - crlf - joined_lf > 0:
+            if not self.limits.normalize_bare_lf:
+                self._fail_data(replies.BARE_NEWLINE_DATA)
+            elif joined_lf:
+                piece = b"\n" + _BARE_LF.sub(b"\r\n", piece[1:])
+            else:
+                piece = _BARE_LF.sub(b"\r\n", piece)
+        return piece
+
+
+def _path_end(rest: str) -> int:
+    quoted = False
+    escaped = False
+    for i, ch in enumerate(rest):
+        if escaped:
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == '"':
+            quoted = not quoted
+        elif ch == ">" and not quoted:
+            return i
+    return -1
+
+
+_SIMPLE: dict[Verb, Event] = {
+    Verb.DATA: Data(),
+    Verb.RSET: Rset(),
+    Verb.NOOP: Noop(),
+    Verb.QUIT: Quit(),
+    Verb.STARTTLS: StartTls(),
+}
