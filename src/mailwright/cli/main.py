@@ -1,0 +1,339 @@
+"""``mailwright`` command line. Exit status: 0 ok, 1 error (message on stderr), 2 usage."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import secrets
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from mailwright import __version__
+from mailwright.config import ENV_CONFIG, Config, load_config
+from mailwright.core.address import Address, AddressError
+from mailwright.core.errors import ConfigError, MailwrightError
+from mailwright.core.log import configure as configure_logging
+from mailwright.policy.password import hash_password
+from mailwright.store.errors import NotFound
+from mailwright.store.sqlite import SqliteStore
+
+T = TypeVar("T")
+CONFIG_NAME = "mailwright.toml"
+DEMO_PASSWORD_FILE = "demo-password.txt"
+
+_TEMPLATE = """\
+# mailwright configuration. Every key is optional except data_dir; the README's
+# "Configuration" section lists each one with its default. Environment variables
+# MAILWRIGHT_<SECTION>__<KEY> override this file (e.g. MAILWRIGHT_SMTP__LISTEN).
+
+data_dir = "."          # relative to this file: database, blobs, TLS files
+hostname = "{hostname}"
+
+[smtp]                  # inbound SMTP (the port-25 role)
+listen = ["127.0.0.1:2525"]
+max_message_size = 26214400
+max_recipients = 1000
+bare_lf = "reject"      # or "normalize"
+
+[tls]                   # TLS 1.2+; SIGHUP reloads these files
+cert = "tls/cert.pem"
+key = "tls/key.pem"
+
+[log]
+format = "logfmt"       # or "json"
+level = "info"
+"""
+
+
+class CliError(Exception):
+    pass
+
+
+def _run(coro: Awaitable[T]) -> T:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def _config_path(args: argparse.Namespace) -> Path:
+    path = args.config or os.environ.get(ENV_CONFIG)
+    if not path:
+        raise CliError(f"no configuration: pass --config FILE or set {ENV_CONFIG}")
+    return Path(path)
+
+
+def _load(args: argparse.Namespace) -> Config:
+    return load_config(_config_path(args))
+
+
+def _address(text: str) -> str:
+    try:
+        return Address.parse(text.strip(), utf8=True).key
+    except AddressError as exc:
+        raise CliError(f"bad address {text!r}: {exc}") from None
+
+
+def _domain(text: str) -> str:
+    try:
+        return Address.parse(f"postmaster@{text.strip()}", utf8=True).domain
+    except AddressError:
+        raise CliError(f"bad domain {text!r}") from None
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if getattr(args, "password_stdin", False):
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            raise CliError("passwords differ")
+    else:
+        raise CliError("no password: use --password-stdin (or run in a terminal)")
+    if not password:
+        raise CliError("empty password")
+    return password
+
+
+async def _with_store(config: Config, fn: Callable[[SqliteStore], Awaitable[T]]) -> T:
+    store = await asyncio.to_thread(SqliteStore, Path(config.data_dir))
+    try:
+        return await fn(store)
+    finally:
+        await store.close()
+
+
+# -- commands ------------------------------------------------------------------
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from mailwright.serve.tls import make_self_signed
+
+    data_dir = Path(args.data_dir).resolve()
+    domain = _domain(args.domain)
+    hostname = args.hostname or f"mx.{domain}"
+    config_file = data_dir / CONFIG_NAME
+    if config_file.exists():
+        raise CliError(f"{config_file} already exists; not overwriting")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    config_file.write_text(_TEMPLATE.format(hostname=hostname))
+    config = load_config(config_file)
+    make_self_signed(data_dir / "tls/cert.pem", data_dir / "tls/key.pem", hostname)
+
+    async def setup(store: SqliteStore) -> str | None:
+        await store.add_domain(domain)
+        if not args.demo_user:
+            return None
+        password = secrets.token_urlsafe(12)
+        await store.add_account(f"demo@{domain}", hash_password(password))
+        return password
+
+    password = _run(_with_store(config, setup))
+    print(f"Initialised {data_dir} for domain {domain} (hostname {hostname})")
+    print(f"Config: {config_file}")
+    if password is not None:
+        (data_dir / DEMO_PASSWORD_FILE).write_text(f"demo@{domain} {password}\n")
+        os.chmod(data_dir / DEMO_PASSWORD_FILE, 0o600)
+        print(f"Demo user: demo@{domain}  password: {password}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from mailwright.app import run
+
+    config = _load(args)
+    configure_logging(config.log.format, config.log.level)
+    demo = Path(config.data_dir) / DEMO_PASSWORD_FILE
+    if demo.exists():
+        user, _, password = demo.read_text().strip().partition(" ")
+        print(f"Demo user: {user}  password: {password}")
+    return run(config)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from mailwright.serve.tls import server_context
+
+    config = _load(args)
+    data_dir = Path(config.data_dir)
+    for key, p in (("tls.cert", config.tls.cert), ("tls.key", config.tls.key)):
+        path = Path(p) if Path(p).is_absolute() else data_dir / p
+        if not path.exists():
+            raise ConfigError(key, f"file not found: {path}")
+    server_context(
+        Path(config.tls.cert)
+        if Path(config.tls.cert).is_absolute()
+        else data_dir / config.tls.cert,
+        Path(config.tls.key) if Path(config.tls.key).is_absolute() else data_dir / config.tls.key,
+    )
+    print(f"{_config_path(args)}: ok")
+    return 0
+
+
+def cmd_domain(args: argparse.Namespace) -> int:
+    config = _load(args)
+
+    async def go(store: SqliteStore) -> None:
+        if args.action == "add":
+            await store.add_domain(_domain(args.name))
+            print(f"added domain {_domain(args.name)}")
+        elif args.action == "remove":
+            await store.remove_domain(_domain(args.name))
+            print(f"removed domain {_domain(args.name)}")
+        else:
+            for d in await store.list_domains():
+                print(d.name)
+
+    _run(_with_store(config, go))
+    return 0
+
+
+def cmd_user(args: argparse.Namespace) -> int:
+    config = _load(args)
+    address = _address(args.address) if getattr(args, "address", None) else None
+    password = _read_password(args) if args.action in ("add", "passwd") else None
+
+    async def go(store: SqliteStore) -> None:
+        if args.action == "add" and address and password:
+            await store.add_account(address, hash_password(password))
+            print(f"added user {address}")
+        elif args.action == "passwd" and address and password:
+            await store.set_password(address, hash_password(password))
+            print(f"changed password of {address}")
+        elif args.action == "remove" and address:
+            await store.remove_account(address)
+            print(f"removed user {address} and its mail")
+        else:
+            domain = _domain(args.domain) if args.domain else None
+            for a in await store.list_accounts(domain):
+                print(a.address)
+
+    _run(_with_store(config, go))
+    return 0
+
+
+def cmd_alias(args: argparse.Namespace) -> int:
+    config = _load(args)
+
+    def source(text: str) -> str:
+        return "@" + _domain(text[1:]) if text.startswith("@") else _address(text)
+
+    async def go(store: SqliteStore) -> None:
+        if args.action == "add":
+            src = source(args.source)
+            targets = [_address(t) for t in args.targets]
+            local = {d.name for d in await store.list_domains()}
+            for t in targets:
+                if t.rsplit("@", 1)[1] not in local:
+                    raise CliError(
+                        f"alias target {t} is not in a local domain; remote targets need the"
+                        " outbound queue, which this version does not have yet"
+                    )
+            await store.add_alias(src, targets)
+            print(f"added alias {src} -> {', '.join(targets)}")
+        elif args.action == "remove":
+            src = source(args.source)
+            target = _address(args.target) if args.target else None
+            await store.remove_alias(src, target)
+            print(f"removed alias {src}" + (f" -> {target}" if target else ""))
+        else:
+            domain = _domain(args.domain) if args.domain else None
+            for alias in await store.list_aliases(domain):
+                print(f"{alias.source} -> {', '.join(alias.targets)}")
+
+    _run(_with_store(config, go))
+    return 0
+
+
+def cmd_mailbox(args: argparse.Namespace) -> int:
+    config = _load(args)
+    address = _address(args.address)
+
+    async def go(store: SqliteStore) -> None:
+        account = await store.get_account(address)
+        if account is None:
+            raise NotFound(f"no user {address}")
+        boxes = await store.list_mailboxes(account.id)
+        width = max(len(b.name) for b in boxes) if boxes else 7
+        for b in boxes:
+            print(f"{b.name:<{width}}  {b.messages:>8}  {b.size:>12}")
+
+    _run(_with_store(config, go))
+    return 0
+
+
+# -- parser ------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="mailwright", description="A complete, self-hosted mail server."
+    )
+    p.add_argument("--config", metavar="FILE", help=f"config file (default: ${ENV_CONFIG})")
+    p.add_argument("--version", action="version", version=f"mailwright {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    init = sub.add_parser("init", help="create a data directory with config, TLS and a domain")
+    init.add_argument("--data-dir", required=True, metavar="DIR")
+    init.add_argument("--domain", default="example.test")
+    init.add_argument("--hostname", help="this server's name (default mx.DOMAIN)")
+    init.add_argument("--demo-user", action="store_true", help="also create demo@DOMAIN")
+    init.set_defaults(func=cmd_init)
+
+    sub.add_parser("serve", help="run every listener").set_defaults(func=cmd_serve)
+    sub.add_parser("check-config", help="validate the config file").set_defaults(
+        func=cmd_check_config
+    )
+
+    domain = sub.add_parser("domain", help="local domains")
+    dsub = domain.add_subparsers(dest="action", required=True)
+    for action in ("add", "remove"):
+        dsub.add_parser(action).add_argument("name")
+    dsub.add_parser("list")
+    domain.set_defaults(func=cmd_domain)
+
+    user = sub.add_parser("user", help="mail users (accounts)")
+    usub = user.add_subparsers(dest="action", required=True)
+    for action in ("add", "passwd"):
+        u = usub.add_parser(action)
+        u.add_argument("address")
+        u.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    usub.add_parser("remove").add_argument("address")
+    usub.add_parser("list").add_argument("--domain")
+    user.set_defaults(func=cmd_user)
+
+    alias = sub.add_parser("alias", help="aliases (one or many targets; @domain is a catch-all)")
+    asub = alias.add_subparsers(dest="action", required=True)
+    a_add = asub.add_parser("add")
+    a_add.add_argument("source", help="local@domain or @domain")
+    a_add.add_argument("targets", nargs="+")
+    a_rm = asub.add_parser("remove")
+    a_rm.add_argument("source")
+    a_rm.add_argument("target", nargs="?")
+    asub.add_parser("list").add_argument("--domain")
+    alias.set_defaults(func=cmd_alias)
+
+    mailbox = sub.add_parser("mailbox", help="a user's mailboxes")
+    msub = mailbox.add_subparsers(dest="action", required=True)
+    msub.add_parser("list").add_argument("address")
+    mailbox.set_defaults(func=cmd_mailbox)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except ConfigError as exc:
+        print(f"mailwright: config error: {exc.key}: {exc.problem}", file=sys.stderr)
+    except (CliError, MailwrightError) as exc:
+        print(f"mailwright: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        return 130
+    return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,18 @@
+"""Typed configuration: one TOML file, ``MAILWRIGHT_*`` environment overrides, frozen dataclasses.
+
+Loaded once by the composition root; each component gets its slice through its constructor.
+May import: mailwright.core.
+"""
+
+from mailwright.config.loader import ENV_CONFIG, load_config, parse_config
+from mailwright.config.model import Config, LogConfig, SmtpConfig, TlsConfig
+
+__all__ = [
+    "ENV_CONFIG",
+    "Config",
+    "LogConfig",
+    "SmtpConfig",
+    "TlsConfig",
+    "load_config",
+    "parse_config",
+]

@@ -1,0 +1,281 @@
+"""The SMTP session: what to answer to each event of the protocol machine.
+
+The machine (``proto.smtp``) decides syntax and sequence; this session decides
+meaning (routing, policy, storage) and owns the Transaction. It does no socket I/O:
+``serve.smtp`` feeds it events and writes its replies, and transcript tests drive it
+over an in-memory stream.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from mailwright.config import SmtpConfig
+from mailwright.core.log import event as log_event
+from mailwright.core.reply import Reply
+from mailwright.intake.routing import Router
+from mailwright.intake.transaction import Recipient, Transaction
+from mailwright.message import trace
+from mailwright.message.scan import MessageScanner
+from mailwright.policy.recipient import RecipientFacts, check_recipient
+from mailwright.policy.verdict import Accept, Defer, Reject
+from mailwright.proto.smtp import events as ev
+from mailwright.proto.smtp import replies
+from mailwright.proto.smtp.server import Limits
+from mailwright.store.api import Messages
+from mailwright.store.errors import QuotaExceeded, StoreError
+
+log = logging.getLogger("mailwright.smtp")
+
+_HELP = Reply(
+    214,
+    "2.0.0",
+    (
+        "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY STARTTLS",
+        "See RFC 5321",
+    ),
+)
+_CONTENT_REPLIES = {
+    "header_size": Reply(552, "5.3.4", "Message header block too large"),
+    "mime_depth": Reply(554, "5.6.0", "MIME nesting too deep"),
+    "eight_bit_header": Reply(
+        554, "5.6.7", "Non-ASCII header requires SMTPUTF8 (RFC 6532); message refused"
+    ),
+}
+_TLS_ACTIVE = Reply(503, "5.5.1", "TLS already active")
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    ip: str
+    port: int
+    conn_id: str
+
+
+def limits_from(config: SmtpConfig) -> Limits:
+    return Limits(
+        max_line=config.max_line,
+        max_message_size=config.max_message_size,
+        max_data_line=config.max_data_line,
+        max_errors=config.max_errors,
+        normalize_bare_lf=config.bare_lf == "normalize",
+    )
+
+
+class SmtpSession:
+    def __init__(
+        self,
+        *,
+        hostname: str,
+        config: SmtpConfig,
+        router: Router,
+        messages: Messages,
+        peer: Peer,
+        tls_available: bool,
+    ) -> None:
+        self.hostname = hostname
+        self.config = config
+        self.router = router
+        self.messages = messages
+        self.peer = peer
+        self.tls_available = tls_available
+        self.tls_info: str | None = None  # set once TLS is active (protocol, cipher)
+        self.helo: str | None = None
+        self.esmtp = False
+        self.tx: Transaction | None = None
+        self.delivered = 0
+
+    def greeting(self) -> Reply:
+        return Reply(220, None, f"{self.hostname} ESMTP mailwright")
+
+    def tls_started(self, info: str) -> None:
+        # RFC 3207 §4.2: forget everything learnt before the handshake.
+        self.tls_info = info
+        self.helo = None
+        self.esmtp = False
+        self.abort()
+
+    def abort(self) -> None:
+        if self.tx is not None:
+            self.tx.abort()
+            self.tx = None
+
+    async def handle(self, event: ev.Event) -> Reply | None:
+        """The reply to ``event``; None for events that take none (data chunks)."""
+        match event:
+            case ev.DataChunk(data):
+                if self.tx is not None:
+                    self.tx.write(data)
+                return None
+            case ev.Bdat():
+                if self.tx is not None and self.tx.blob is None:
+                    self._begin_body()
+                return None
+            case ev.EndOfData():
+                return await self._end_of_data(event)
+            case ev.Ehlo(name):
+                return self._hello(name, esmtp=True)
+            case ev.Helo(name):
+                return self._hello(name, esmtp=False)
+            case ev.MailFrom():
+                return self._mail(event)
+            case ev.RcptTo():
+                return await self._rcpt(event)
+            case ev.Data():
+                self._begin_body()
+                return replies.START_DATA
+            case ev.Rset():
+                self.abort()
+                return replies.RESET_OK
+            case ev.Noop():
+                return replies.OK
+            case ev.Quit():
+                self.abort()
+                return Reply(221, "2.0.0", f"{self.hostname} closing connection")
+            case ev.Help():
+                return _HELP
+            case ev.Vrfy():
+                # RFC 5321 §3.5.3: 252, so that VRFY never tells who exists.
+                return replies.CANNOT_VRFY
+            case ev.StartTls():
+                if self.tls_info is not None:
+                    return _TLS_ACTIVE
+                if not self.tls_available:
+                    return replies.TLS_UNAVAILABLE
+                return replies.READY_TLS
+            case ev.Invalid(reply):
+                return reply
+        return replies.SYNTAX_ERROR  # pragma: no cover - every event is matched above
+
+    def _hello(self, name: str, *, esmtp: bool) -> Reply:
+        self.abort()
+        self.helo = name
+        self.esmtp = esmtp
+        first = f"{self.hostname} Hello {name} [{self.peer.ip}]"
+        if not esmtp:
+            return Reply(250, None, first)
+        lines = [
+            first,
+            "PIPELINING",
+            f"SIZE {self.config.max_message_size}",
+            "8BITMIME",
+            "ENHANCEDSTATUSCODES",
+            "SMTPUTF8",
+            "CHUNKING",
+        ]
+        if self.tls_available and self.tls_info is None:
+            lines.append("STARTTLS")
+        lines.append("HELP")
+        return Reply(250, None, tuple(lines))
+
+    def _mail(self, event: ev.MailFrom) -> Reply:
+        size = event.params.get("SIZE")
+        if size is not None and int(size) > self.config.max_message_size:
+            # RFC 1870 §6.2: refuse up front when the declared size is too big.
+            return replies.SIZE_EXCEEDED
+        self.tx = Transaction(event.address, dict(event.params))
+        return replies.SENDER_OK
+
+    async def _rcpt(self, event: ev.RcptTo) -> Reply:
+        tx = self.tx
+        if tx is None:  # pragma: no cover - the state table allows RCPT only after MAIL
+            return replies.BAD_SEQUENCE
+        route = await self.router.route(event.address)
+        verdict = check_recipient(
+            RecipientFacts(
+                local_domain=route.local_domain,
+                known=route.known,
+                may_relay=False,
+                accepted_so_far=len(tx.recipients),
+                max_recipients=self.config.max_recipients,
+            )
+        )
+        match verdict:
+            case Accept():
+                tx.recipients.append(Recipient(event.address, route.targets))
+                return replies.RECIPIENT_OK
+            case Reject(reply, reason) | Defer(reply, reason):
+                log_event(
+                    log,
+                    logging.INFO,
+                    reason or "recipient.refused",
+                    conn=self.peer.conn_id,
+                    client=self.peer.ip,
+                    rcpt=str(event.address),
+                    reply=str(reply),
+                )
+                return reply
+        return replies.BAD_SEQUENCE  # pragma: no cover - Verdict is one of the three
+
+    def _begin_body(self) -> None:
+        tx = self.tx
+        if tx is None:  # pragma: no cover - the state table allows DATA only after RCPT
+            return
+        rcpt = str(tx.recipients[0].address) if len(tx.recipients) == 1 else None
+        prefix = trace.return_path(str(tx.sender) if tx.sender else None) + trace.received(
+            helo=self.helo or self.peer.ip,
+            peer_ip=self.peer.ip,
+            by=self.hostname,
+            protocol=trace.protocol_name(
+                esmtp=self.esmtp, tls=self.tls_info is not None, auth=False, utf8=tx.smtputf8
+            ),
+            queue_id=tx.queue_id,
+            recipient=rcpt,
+            tls=self.tls_info,
+        )
+        scanner = MessageScanner(
+            max_header_size=self.config.max_header_size,
+            max_mime_depth=self.config.max_mime_depth,
+            ascii_headers=self.config.eight_bit_headers == "reject" and not tx.smtputf8,
+        )
+        tx.begin(self.messages, scanner, prefix)
+
+    async def _end_of_data(self, event: ev.EndOfData) -> Reply:
+        tx = self.tx
+        if tx is None:  # pragma: no cover - the machine ends data only inside a transaction
+            return replies.BAD_SEQUENCE
+        if event.rejected is not None:
+            self._finish(tx, event.rejected)
+            return event.rejected
+        if not event.last:
+            size = tx.blob.size if tx.blob is not None else 0
+            return Reply(250, "2.0.0", f"{size} octets received so far")
+        problem = tx.problem()
+        if problem is not None:
+            reply = _CONTENT_REPLIES[problem.kind]
+            self._finish(tx, reply)
+            return reply
+        size = tx.blob.size if tx.blob is not None else 0
+        try:
+            await tx.commit(self.messages)
+        except QuotaExceeded:
+            self._finish(tx, replies.MAILBOX_FULL, size)
+            return replies.MAILBOX_FULL
+        except StoreError as exc:
+            log_event(log, logging.ERROR, "store.error", queue_id=tx.queue_id, error=str(exc))
+            self._finish(tx, replies.STORAGE_TRANSIENT, size)
+            return replies.STORAGE_TRANSIENT
+        reply = Reply(250, "2.0.0", f"Ok: queued as {tx.queue_id}")
+        self.delivered += 1
+        self._finish(tx, reply, size)
+        return reply
+
+    def _finish(self, tx: Transaction, reply: Reply, size: int | None = None) -> None:
+        """One log line per transaction, carrying the queue id."""
+        tx.abort()
+        self.tx = None
+        log_event(
+            log,
+            logging.INFO,
+            "smtp.delivered" if reply.code == 250 else "smtp.refused",
+            queue_id=tx.queue_id,
+            conn=self.peer.conn_id,
+            client=self.peer.ip,
+            helo=self.helo or "",
+            sender=f"<{tx.sender or ''}>",
+            nrcpt=len(tx.recipients),
+            rcpt=",".join(str(r.address) for r in tx.recipients[:5]),
+            size=size if size is not None else "",
+            reply=str(reply),
+        )

@@ -1,0 +1,242 @@
+"""The SMTP listener: a thin asyncio adapter between sockets and ``ServerConnection`` + ``SmtpSession``.
+
+Invariants:
+- replies are written when the machine needs more input (so pipelined commands get
+  their replies in one write, RFC 2920 §3.2), and always before reading again;
+- a command (or, in DATA, a line) must complete within ``idle_timeout``; bytes that
+  trickle in without completing one do not extend the deadline; the whole session
+  ends after ``session_timeout``;
+- an exception in one connection is logged and closes that connection only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from mailwright.config import SmtpConfig
+from mailwright.core.ids import new_connection_id
+from mailwright.core.log import event as log_event
+from mailwright.intake.routing import Router
+from mailwright.intake.smtp import Peer, SmtpSession, limits_from
+from mailwright.proto.smtp import events as ev
+from mailwright.proto.smtp import replies
+from mailwright.proto.smtp.server import ServerConnection
+from mailwright.serve.tls import describe
+from mailwright.store.api import Messages
+
+log = logging.getLogger("mailwright.smtp")
+_READ = 65536
+
+
+@dataclass(slots=True)
+class _Conn:
+    task: asyncio.Task[None]
+    ip: str
+    idle: bool = True  # waiting for a command outside any transaction
+
+
+@dataclass(slots=True)
+class ListenerStats:
+    connections: int = 0
+    refused: int = 0
+    active: int = 0
+    per_ip: dict[str, int] = field(default_factory=dict)
+
+
+class SmtpListener:
+    def __init__(
+        self,
+        *,
+        hostname: str,
+        config: SmtpConfig,
+        router: Router,
+        messages: Messages,
+        tls_context: Callable[[], ssl.SSLContext | None],
+    ) -> None:
+        self.hostname = hostname
+        self.config = config
+        self.router = router
+        self.messages = messages
+        self.tls_context = tls_context
+        self.limits = limits_from(config)
+        self.stats = ListenerStats()
+        self._conns: dict[asyncio.Task[None], _Conn] = {}
+        self._servers: list[asyncio.Server] = []
+        self._stopping = False
+
+    async def listen(self, host: str, port: int) -> asyncio.Server:
+        server = await asyncio.start_server(self._accept, host, port, limit=_READ * 2, backlog=1024)
+        self._servers.append(server)
+        return server
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peername = writer.get_extra_info("peername") or ("?", 0)
+        ip, port = str(peername[0]), int(peername[1])
+        stats = self.stats
+        if (
+            self._stopping
+            or stats.active >= self.config.max_connections
+            or stats.per_ip.get(ip, 0) >= self.config.max_connections_per_ip
+        ):
+            stats.refused += 1
+            reply = replies.SHUTTING_DOWN if self._stopping else replies.TOO_MANY_CONNECTIONS
+            log_event(log, logging.WARNING, "limit.hit", what="connections", client=ip)
+            with contextlib.suppress(ConnectionError):
+                writer.write(reply.to_bytes())
+                await writer.drain()
+            writer.close()
+            return
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - start_server always runs us in a task
+            return
+        stats.connections += 1
+        stats.active += 1
+        stats.per_ip[ip] = stats.per_ip.get(ip, 0) + 1
+        conn = _Conn(task, ip)
+        self._conns[task] = conn
+        peer = Peer(ip, port, new_connection_id())
+        session = SmtpSession(
+            hostname=self.hostname,
+            config=self.config,
+            router=self.router,
+            messages=self.messages,
+            peer=peer,
+            tls_available=self.tls_context() is not None,
+        )
+        log_event(log, logging.INFO, "smtp.connect", conn=peer.conn_id, client=ip, port=port)
+        try:
+            await self._serve(reader, writer, session, conn)
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                writer.write(replies.SHUTTING_DOWN.to_bytes())
+        except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
+            log_event(log, logging.INFO, "smtp.lost", conn=peer.conn_id, error=type(exc).__name__)
+        except Exception:
+            log.exception("smtp.crash", extra={"fields": {"conn": peer.conn_id}})
+        finally:
+            session.abort()
+            del self._conns[task]
+            stats.active -= 1
+            left = stats.per_ip[ip] - 1
+            if left:
+                stats.per_ip[ip] = left
+            else:
+                del stats.per_ip[ip]
+            with contextlib.suppress(Exception):
+                writer.close()
+            log_event(
+                log, logging.INFO, "smtp.disconnect", conn=peer.conn_id, delivered=session.delivered
+            )
+
+    async def _serve(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        session: SmtpSession,
+        conn: _Conn,
+    ) -> None:
+        cfg = self.config
+        machine = ServerConnection(self.limits)
+        loop = asyncio.get_running_loop()
+        out = bytearray(machine.send_unsolicited(session.greeting()))
+        session_end = loop.time() + cfg.session_timeout
+        deadline = loop.time() + cfg.idle_timeout
+        while True:
+            event = machine.next_event()
+            if event is ev.NEED_DATA:
+                if out:
+                    writer.write(out)
+                    out.clear()
+                    await writer.drain()
+                conn.idle = not machine.in_transaction
+                if self._stopping and conn.idle:
+                    out += machine.send_unsolicited(replies.SHUTTING_DOWN)
+                    break
+                try:
+                    async with asyncio.timeout(min(deadline, session_end) - loop.time()):
+                        data = await reader.read(_READ)
+                except TimeoutError:
+                    out += machine.send_unsolicited(replies.TIMEOUT)
+                    log_event(log, logging.INFO, "smtp.timeout", conn=session.peer.conn_id)
+                    break
+                conn.idle = False
+                machine.receive_data(data)
+                continue
+            if event is ev.CLOSED:
+                break
+            deadline = loop.time() + cfg.idle_timeout
+            reply = await session.handle(event)
+            if reply is None:
+                continue
+            if reply.is_error and machine.should_delay and cfg.error_delay:
+                # Postfix's soft error limit: a client that keeps erring is slowed down.
+                await asyncio.sleep(cfg.error_delay)
+            out += machine.send(reply)
+            if isinstance(event, ev.StartTls) and reply.code == 220:
+                await self._start_tls(reader, writer, machine, session, out)
+                out.clear()
+        if out:
+            with contextlib.suppress(ConnectionError):
+                writer.write(out)
+                await writer.drain()
+
+    async def _start_tls(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        machine: ServerConnection,
+        session: SmtpSession,
+        out: bytearray,
+    ) -> None:
+        writer.write(out)
+        await writer.drain()
+        # RFC 3207 §4.2: plaintext the client pipelined behind STARTTLS is never read as
+        # TLS-protected input. The machine dropped what it had; drop what the stream holds.
+        pending: bytearray = reader._buffer  # type: ignore[attr-defined]
+        if pending:
+            machine.discarded_plaintext += len(pending)
+            pending.clear()
+        ctx = self.tls_context()
+        if ctx is None:  # pragma: no cover - STARTTLS is answered 220 only with a context
+            raise ConnectionAbortedError("TLS context vanished")
+        await writer.start_tls(ctx, ssl_handshake_timeout=self.config.tls_handshake_timeout)
+        info = describe(writer.get_extra_info("ssl_object"))
+        machine.tls_started()
+        session.tls_started(info or "TLS")
+        log_event(
+            log,
+            logging.INFO,
+            "smtp.tls",
+            conn=session.peer.conn_id,
+            tls=info,
+            discarded=machine.discarded_plaintext,
+        )
+
+    def close(self) -> None:
+        """Stop accepting new connections."""
+        self._stopping = True
+        for server in self._servers:
+            server.close()
+
+    async def shutdown(self, grace: float) -> None:
+        """Stop accepting, end idle sessions with 421, let transactions finish within ``grace``."""
+        self.close()
+        for c in list(self._conns.values()):
+            if c.idle:
+                c.task.cancel()
+        tasks = [c.task for c in self._conns.values()]
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5)
+        for server in self._servers:
+            await server.wait_closed()

@@ -1,0 +1,196 @@
+"""SQLite plumbing: one writer thread with group commit, and a small reader pool.
+
+Invariants:
+- every write runs on the writer thread; the writer takes every job waiting in its
+  queue, runs each inside its own SAVEPOINT of one transaction, and commits once;
+  with ``journal_mode=WAL`` and ``synchronous=FULL`` that commit is fsynced, so a
+  job's future resolves only once its changes are on disk (group commit);
+- one failing job rolls back its own savepoint only; the others in the batch commit;
+- reads use separate connections on reader threads (WAL readers never wait for the
+  writer), so the event loop never blocks on SQLite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+from mailwright.store.errors import Conflict, StoreError, TransientStorageError
+
+T = TypeVar("T")
+log = logging.getLogger("mailwright.store")
+
+_MAX_BATCH = 512
+_STOP = object()
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Apply the numbered migrations newer than ``PRAGMA user_version``."""
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    files = sorted(
+        (
+            f
+            for f in resources.files("mailwright.store.sqlite.migrations").iterdir()
+            if f.name.endswith(".sql")
+        ),
+        key=lambda f: f.name,
+    )
+    for f in files:
+        number = int(f.name.split("_", 1)[0])
+        if number <= version:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in f.read_text().split(";\n"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={number}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+
+def translate(exc: sqlite3.Error) -> StoreError:
+    """Driver errors become storage errors; nothing above the store sees sqlite3."""
+    if isinstance(exc, sqlite3.IntegrityError):
+        return Conflict(str(exc))
+    return TransientStorageError(f"{type(exc).__name__}: {exc}")
+
+
+class Writer:
+    def __init__(self, path: Path) -> None:
+        self._conn = connect(path)
+        migrate(self._conn)
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="mailwright-writer", daemon=True)
+        self._thread.start()
+        self.commits = 0  # how many fsynced commits (for metrics and tests)
+
+    async def run(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put((job, future, loop))
+        return await future
+
+    def close(self) -> None:
+        self._queue.put(_STOP)
+        self._thread.join()
+        self._conn.close()
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < _MAX_BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stop = True
+                    break
+                batch.append(item)
+            self._commit(batch)
+            if stop:
+                return
+
+    def _commit(self, batch: list[Any]) -> None:
+        conn = self._conn
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for job, _future, _loop in batch:
+                conn.execute("SAVEPOINT job")
+                try:
+                    result = job(conn)
+                except sqlite3.Error as exc:
+                    conn.execute("ROLLBACK TO job")
+                    outcomes.append((False, translate(exc)))
+                except StoreError as exc:
+                    conn.execute("ROLLBACK TO job")
+                    outcomes.append((False, exc))
+                else:
+                    outcomes.append((True, result))
+                conn.execute("RELEASE job")
+            conn.execute("COMMIT")
+            self.commits += 1
+        except sqlite3.Error as exc:
+            # The commit itself failed (disk full, I/O error): nobody in the batch is durable.
+            log.error("store.commit_failed error=%r", exc)
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            outcomes = [(False, translate(exc))] * len(batch)
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+        for (_job, future, loop), (ok, value) in zip(batch, outcomes, strict=True):
+            by_loop.setdefault(loop, []).append((future, ok, value))
+        for loop, items in by_loop.items():
+            # A closed loop raises RuntimeError: nobody is waiting there any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_resolve, items)
+
+
+def _resolve(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for future, ok, value in items:
+        if future.done():
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+
+class Readers:
+    def __init__(self, path: Path, threads: int = 2) -> None:
+        self._path = path
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mailwright-read")
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self._path)
+            self._local.conn = conn
+            with self._lock:
+                self._conns.append(conn)
+        return conn
+
+    async def run(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self._call, job)
+
+    def _call(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return job(self._conn())
+        except sqlite3.Error as exc:
+            raise translate(exc) from exc
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        with self._lock:
+            for conn in self._conns:
+                conn.close()
+            self._conns.clear()
