@@ -97,7 +97,7 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 async def _with_store(config: Config, fn: Callable[[SqliteStore], Awaitable[T]]) -> T:
-    store = await asyncio.to_thread(SqliteStore, Path(config.data_dir))
+    store = await asyncio.to_thread(SqliteStore, Path(config.data_dir), sweep=False)
     try:
         return await fn(store)
     finally:

@@ -58,7 +58,10 @@ _MAILBOX_COLS = (
 class SqliteStore:
     """Implements ``store.api.Store`` (accounts, mailboxes, messages, changes) on SQLite."""
 
-    def __init__(self, data_dir: Path, *, inline_max: int = INLINE_MAX) -> None:
+    def __init__(self, data_dir: Path, *, inline_max: int = INLINE_MAX, sweep: bool = True) -> None:
+        """Open (creating and migrating) the store. ``sweep`` cleans up after a crash; only
+        the process that serves may do it, since it deletes files no committed row uses
+        (a CLI command opening the store beside a running server passes ``sweep=False``)."""
         self.data_dir = data_dir
         self._blob_root = data_dir / BLOB_DIR
         self._inline_max = inline_max
@@ -71,7 +74,8 @@ class SqliteStore:
         self.mailboxes = self
         self.messages = self
         self.changes = self._feed
-        self._sweep()
+        if sweep:
+            self._sweep()
 
     @property
     def commits(self) -> int:

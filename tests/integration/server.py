@@ -1,0 +1,131 @@
+"""A real mailwright server process for integration and interop tests.
+
+Each server gets its own data directory (``mailwright init``) and listens on a port the
+kernel picks (``127.0.0.1:0``); the test learns it from the startup banner.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BANNER = re.compile(r"SMTP \(inbound, STARTTLS\)\s+(\S+):(\d+)")
+STARTUP_TIMEOUT = 30.0
+
+
+def mailwright(*args: str, config: Path | None = None, stdin: str | None = None) -> str:
+    cmd = [sys.executable, "-m", "mailwright.cli.main"]
+    if config is not None:
+        cmd += ["--config", str(config)]
+    result = subprocess.run(
+        cmd + list(args), input=stdin, capture_output=True, text=True, timeout=60, check=False
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"mailwright {' '.join(args)} failed: {result.stderr}")
+    return result.stdout
+
+
+@dataclass
+class Server:
+    data_dir: Path
+    env_overrides: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[str] | None = None
+    host: str = "127.0.0.1"
+    port: int = 0
+    log_path: Path | None = None
+
+    @property
+    def config(self) -> Path:
+        return self.data_dir / "mailwright.toml"
+
+    @property
+    def cert(self) -> Path:
+        return self.data_dir / "tls" / "cert.pem"
+
+    @classmethod
+    def create(cls, data_dir: Path, users: tuple[str, ...] = ("alice@example.test",), **env: str) -> Server:
+        mailwright("init", "--data-dir", str(data_dir), "--domain", "example.test")
+        for user in users:
+            mailwright("user", "add", user, "--password-stdin", config=data_dir / "mailwright.toml", stdin="secret\n")
+        return cls(data_dir, dict(env))
+
+    def start(self) -> Server:
+        env = dict(os.environ)
+        env.pop("MAILWRIGHT_CONFIG", None)
+        env["MAILWRIGHT_SMTP__LISTEN"] = '["127.0.0.1:0"]'
+        env.update(self.env_overrides)
+        self.log_path = self.data_dir / "server.log"
+        with open(self.log_path, "a") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "mailwright.cli.main", "--config", str(self.config), "serve"],
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                env=env,
+            )
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        assert self.proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"server exited: {self.log_path.read_text()}")
+            m = BANNER.search(line)
+            if m:
+                self.host, self.port = m.group(1), int(m.group(2))
+                return self
+        raise RuntimeError("server did not start")
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to flush or clean up anything."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=30)
+            self._release()
+
+    def stop(self, timeout: float = 60) -> int:
+        if self.proc is None:
+            return 0
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=timeout)
+        self._release()
+        return code
+
+    def _release(self) -> None:
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self.proc = None
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path else ""
+
+    # Reading what is stored, through plain read-only SQL (never through a second
+    # store instance, which could interfere with the running server).
+    def db(self) -> sqlite3.Connection:
+        return sqlite3.connect(f"file:{self.data_dir / 'mailwright.db'}?mode=ro", uri=True)
+
+    def inbox(self, address: str) -> list[bytes]:
+        """Every message in ``address``'s INBOX, in UID order, as stored bytes."""
+        with self.db() as db:
+            rows = db.execute(
+                "SELECT m.body, m.blob_path FROM placements p"
+                " JOIN mailboxes b ON b.id = p.mailbox_id"
+                " JOIN accounts a ON a.id = b.account_id"
+                " JOIN messages m ON m.id = p.message_id"
+                " WHERE a.address = ? AND b.name = 'INBOX' ORDER BY p.uid",
+                (address,),
+            ).fetchall()
+        out = []
+        for body, path in rows:
+            out.append(bytes(body) if body is not None else (self.data_dir / "blobs" / path).read_bytes())
+        return out
