@@ -50,10 +50,19 @@ class Server:
         return self.data_dir / "tls" / "cert.pem"
 
     @classmethod
-    def create(cls, data_dir: Path, users: tuple[str, ...] = ("alice@example.test",), **env: str) -> Server:
+    def create(
+        cls, data_dir: Path, users: tuple[str, ...] = ("alice@example.test",), **env: str
+    ) -> Server:
         mailwright("init", "--data-dir", str(data_dir), "--domain", "example.test")
         for user in users:
-            mailwright("user", "add", user, "--password-stdin", config=data_dir / "mailwright.toml", stdin="secret\n")
+            mailwright(
+                "user",
+                "add",
+                user,
+                "--password-stdin",
+                config=data_dir / "mailwright.toml",
+                stdin="secret\n",
+            )
         return cls(data_dir, dict(env))
 
     def start(self) -> Server:
@@ -64,7 +73,14 @@ class Server:
         self.log_path = self.data_dir / "server.log"
         with open(self.log_path, "a") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "mailwright.cli.main", "--config", str(self.config), "serve"],
+                [
+                    sys.executable,
+                    "-m",
+                    "mailwright.cli.main",
+                    "--config",
+                    str(self.config),
+                    "serve",
+                ],
                 stdout=subprocess.PIPE,
                 stderr=log,
                 text=True,
@@ -127,5 +143,7 @@ class Server:
             ).fetchall()
         out = []
         for body, path in rows:
-            out.append(bytes(body) if body is not None else (self.data_dir / "blobs" / path).read_bytes())
+            out.append(
+                bytes(body) if body is not None else (self.data_dir / "blobs" / path).read_bytes()
+            )
         return out

@@ -23,11 +23,17 @@ def _body(sender: int, n: int) -> bytes:
     marker = f"msg-{sender}-{n}"
     # Every 7th message is larger than the inline limit, so it goes through a blob file.
     filler = (b"z" * 70 + b"\r\n") * (2000 if n % 7 == 3 else 5)
-    return f"Subject: {marker}\r\nX-Marker: {marker}\r\n\r\n".encode() + filler + f"end {marker}\r\n".encode()
+    return (
+        f"Subject: {marker}\r\nX-Marker: {marker}\r\n\r\n".encode()
+        + filler
+        + f"end {marker}\r\n".encode()
+    )
 
 
 def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path: Path) -> None:
-    server = Server.create(tmp_path / "mw", users=("alice@example.test", "bob@example.test")).start()
+    server = Server.create(
+        tmp_path / "mw", users=("alice@example.test", "bob@example.test")
+    ).start()
     acked: dict[str, bytes] = {}
     sent: dict[str, bytes] = {}
     lock = threading.Lock()
@@ -46,7 +52,9 @@ def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path: Path) -> None:
                         n += 1
                         with lock:
                             sent[marker] = body
-                        smtp.sendmail("load@remote.test", ["alice@example.test", "bob@example.test"], body)
+                        smtp.sendmail(
+                            "load@remote.test", ["alice@example.test", "bob@example.test"], body
+                        )
                         with lock:  # the 250 after DATA has arrived
                             acked[marker] = body
                             if len(acked) >= KILL_AFTER_ACKS:
@@ -89,16 +97,25 @@ def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path: Path) -> None:
         blobs = server.data_dir / "blobs"
         assert not any((blobs / "tmp").glob("*")) if (blobs / "tmp").exists() else True
         with server.db() as db:
-            paths = {p for (p,) in db.execute("SELECT blob_path FROM messages WHERE blob_path IS NOT NULL")}
+            paths = {
+                p
+                for (p,) in db.execute("SELECT blob_path FROM messages WHERE blob_path IS NOT NULL")
+            }
             counts = db.execute(
                 "SELECT b.message_count, (SELECT count(*) FROM placements p WHERE p.mailbox_id=b.id) FROM mailboxes b"
             ).fetchall()
-        on_disk = {f"{d.name}/{f.name}" for d in blobs.iterdir() if d.name != "tmp" for f in d.iterdir()}
+        on_disk = {
+            f"{d.name}/{f.name}" for d in blobs.iterdir() if d.name != "tmp" for f in d.iterdir()
+        }
         assert on_disk == paths
         assert all(a == b for a, b in counts)
         # And it serves again.
         with smtplib.SMTP(server.host, server.port, timeout=10) as smtp:
-            smtp.sendmail("load@remote.test", ["alice@example.test"], b"Subject: after\r\nX-Marker: after\r\n\r\nok\r\n")
+            smtp.sendmail(
+                "load@remote.test",
+                ["alice@example.test"],
+                b"Subject: after\r\nX-Marker: after\r\n\r\nok\r\n",
+            )
         assert server.inbox("alice@example.test")[-1].endswith(b"X-Marker: after\r\n\r\nok\r\n")
     finally:
         server.kill()
@@ -114,7 +131,9 @@ def test_every_commit_is_fsynced(tmp_path: Path) -> None:
         store = SqliteStore(tmp_path)
         try:
             conn = store._writer._conn
-            return conn.execute("PRAGMA journal_mode").fetchone()[0], conn.execute("PRAGMA synchronous").fetchone()[0]
+            return conn.execute("PRAGMA journal_mode").fetchone()[0], conn.execute(
+                "PRAGMA synchronous"
+            ).fetchone()[0]
         finally:
             await store.close()
 

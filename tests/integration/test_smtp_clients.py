@@ -10,20 +10,32 @@ import pytest
 
 from tests.integration.server import Server
 
-MESSAGE = b"From: sender@remote.test\r\nTo: alice@example.test\r\nSubject: hi\r\n\r\nHello there.\r\n"
+MESSAGE = (
+    b"From: sender@remote.test\r\nTo: alice@example.test\r\nSubject: hi\r\n\r\nHello there.\r\n"
+)
 
 
 def test_smtplib_plain_delivery(server: Server) -> None:
     with smtplib.SMTP(server.host, server.port, timeout=10) as smtp:
-        code, banner = smtp.ehlo("client.test")
+        code, _ = smtp.ehlo("client.test")
         assert code == 250
-        for ext in ("pipelining", "size", "8bitmime", "enhancedstatuscodes", "smtputf8", "chunking", "starttls"):
+        for ext in (
+            "pipelining",
+            "size",
+            "8bitmime",
+            "enhancedstatuscodes",
+            "smtputf8",
+            "chunking",
+            "starttls",
+        ):
             assert smtp.has_extn(ext), ext
         assert smtp.esmtp_features["size"] == str(25 * 1024 * 1024)
         refused = smtp.sendmail("sender@remote.test", ["alice@example.test"], MESSAGE)
         assert refused == {}
     [stored] = server.inbox("alice@example.test")
-    assert stored.startswith(b"Return-Path: <sender@remote.test>\r\nReceived: from client.test ([127.0.0.1])\r\n")
+    assert stored.startswith(
+        b"Return-Path: <sender@remote.test>\r\nReceived: from client.test ([127.0.0.1])\r\n"
+    )
     assert stored.endswith(MESSAGE)
     assert b"for <alice@example.test>;" in stored
 
@@ -70,7 +82,12 @@ def test_one_stored_copy_for_several_recipients(server: Server) -> None:
     with smtplib.SMTP(server.host, server.port, timeout=10) as smtp:
         refused = smtp.sendmail(
             "sender@remote.test",
-            ["alice@example.test", "bob@example.test", "alice+news@example.test", "nobody@example.test"],
+            [
+                "alice@example.test",
+                "bob@example.test",
+                "alice+news@example.test",
+                "nobody@example.test",
+            ],
             MESSAGE,
         )
     assert set(refused) == {"nobody@example.test"}
@@ -85,7 +102,12 @@ def test_smtputf8_and_8bitmime(server: Server) -> None:
     body = "From: Jörg <jörg@remote.test>\r\nSubject: grüße\r\n\r\nÄpfel und Birnen\r\n".encode()
     with smtplib.SMTP(server.host, server.port, timeout=10) as smtp:
         smtp.ehlo("client.test")
-        refused = smtp.sendmail("jörg@remote.test", ["alice@example.test"], body, mail_options=["SMTPUTF8", "BODY=8BITMIME"])
+        refused = smtp.sendmail(
+            "jörg@remote.test",
+            ["alice@example.test"],
+            body,
+            mail_options=["SMTPUTF8", "BODY=8BITMIME"],
+        )
         assert refused == {}
     [stored] = server.inbox("alice@example.test")
     assert stored.endswith(body)

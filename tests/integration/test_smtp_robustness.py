@@ -165,7 +165,10 @@ def test_starttls_discards_pipelined_plaintext(server: Server) -> None:
     assert cmd(b"MAIL FROM:<good@remote.test>").startswith(b"250 ")
     f.close()
     tls.close()
-    assert "discarded=" in server.log() and "discarded=0" not in server.log().split("smtp.tls")[1].split("\n")[0]
+    assert (
+        "discarded=" in server.log()
+        and "discarded=0" not in server.log().split("smtp.tls")[1].split("\n")[0]
+    )
 
 
 def test_tls_handshake_timeout(tmp_path: Path) -> None:
@@ -267,7 +270,9 @@ def test_many_concurrent_clients(server: Server, n: int) -> None:
     def one(i: int) -> None:
         try:
             with smtplib.SMTP(server.host, server.port, timeout=20) as smtp:
-                smtp.sendmail("a@remote.test", ["alice@example.test"], f"Subject: {i}\r\n\r\nx\r\n".encode())
+                smtp.sendmail(
+                    "a@remote.test", ["alice@example.test"], f"Subject: {i}\r\n\r\nx\r\n".encode()
+                )
             outcome = "ok"
         except smtplib.SMTPConnectError as exc:
             outcome = f"refused {exc.smtp_code}"

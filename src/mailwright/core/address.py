@@ -25,7 +25,9 @@ _DOT_STRING_UTF8 = re.compile(rf"[{_ATEXT_UTF8}]+(?:\.[{_ATEXT_UTF8}]+)*")
 _QUOTED = re.compile(r'"(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\[\x20-\x7e])*"')
 _QUOTED_UTF8 = re.compile(r'"(?:[\x20\x21\x23-\x5b\x5d-\x7e\u0080-\U0010ffff]|\\[\x20-\x7e])*"')
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
-_LABEL_UTF8 = re.compile(r"[A-Za-z0-9\u0080-\U0010ffff](?:[A-Za-z0-9\u0080-\U0010ffff-]*)?")
+_LABEL_UTF8 = re.compile(
+    r"[A-Za-z0-9\u0080-\U0010ffff](?:[A-Za-z0-9\u0080-\U0010ffff-]*[A-Za-z0-9\u0080-\U0010ffff])?"
+)
 _GENERAL_LITERAL = re.compile(r"[A-Za-z0-9-]*[A-Za-z0-9]:[\x21-\x5a\x5e-\x7e]+")
 
 
@@ -39,6 +41,8 @@ def _valid_domain(domain: str, utf8: bool) -> bool:
             return False
         inner = domain[1:-1]
         if inner.lower().startswith("ipv6:"):
+            if "%" in inner:
+                return False  # RFC 5321 §4.1.3 has no zone index (ipaddress accepts one)
             try:
                 ipaddress.IPv6Address(inner[5:])
             except ValueError:

@@ -4,16 +4,23 @@ Order of lookup for ``local+tag@domain``: the exact address (account, then alias
 the address without its sub-address tag, then the domain's catch-all alias ``@domain``.
 Alias targets are resolved again (aliases of aliases), at most ``_MAX_DEPTH`` deep, and
 each account receives one copy however many paths lead to it.
+
+Lookups are cached for ``cache_ttl`` seconds (a busy server sees the same recipients
+over and over; each store lookup is a hop to a reader thread). A user added or removed
+with the CLI is therefore seen by a running server within that time.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mailwright.core.address import Address, AddressError
-from mailwright.store.api import Accounts, Target
+from mailwright.store.api import Accounts, RecipientLookup, Target
 
 _MAX_DEPTH = 8
+_CACHE_MAX = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,9 +34,31 @@ class Route:
 
 
 class Router:
-    def __init__(self, accounts: Accounts, subaddress_delimiter: str = "+") -> None:
+    def __init__(
+        self,
+        accounts: Accounts,
+        subaddress_delimiter: str = "+",
+        *,
+        cache_ttl: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._accounts = accounts
         self._delim = subaddress_delimiter
+        self._ttl = cache_ttl
+        self._clock = clock
+        self._cache: dict[tuple[str, str | None], tuple[float, RecipientLookup]] = {}
+
+    async def _lookup(self, key: str, base: str | None) -> RecipientLookup:
+        now = self._clock()
+        hit = self._cache.get((key, base))
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        lookup = await self._accounts.lookup_recipient(key, base)
+        if self._ttl > 0:
+            if len(self._cache) >= _CACHE_MAX:
+                self._cache.clear()
+            self._cache[(key, base)] = (now + self._ttl, lookup)
+        return lookup
 
     def keys(self, address: Address) -> tuple[str, str | None]:
         key = address.key
@@ -42,7 +71,7 @@ class Router:
 
     async def route(self, address: Address) -> Route:
         key, base = self.keys(address)
-        lookup = await self._accounts.lookup_recipient(key, base)
+        lookup = await self._lookup(key, base)
         if not lookup.local_domain:
             return Route(local_domain=False)
         if lookup.account is not None:
@@ -65,7 +94,7 @@ class Router:
             except AddressError:
                 continue
             key, base = self.keys(address)
-            lookup = await self._accounts.lookup_recipient(key, base)
+            lookup = await self._lookup(key, base)
             if lookup.account is not None:
                 out.setdefault(lookup.account.id, Target(lookup.account.id))
             elif lookup.alias_targets:

@@ -61,8 +61,17 @@ _DATA_SPILL = 64 * 1024  # a partial DATA line longer than this is passed on in 
 _VERBS = {v.value: v for v in Verb if v is not Verb.END_OF_DATA}
 _NOT_IMPLEMENTED = {"EXPN", "TURN", "ETRN", "ATRN", "SEND", "SOML", "SAML", "AUTH", "XCLIENT"}
 _PARAM = re.compile(r"([A-Za-z0-9][A-Za-z0-9-]*)(?:=([\x21-\x3c\x3e-\x7e\u0080-\U0010ffff]+))?")
-_BARE_DOT_LINE = re.compile(rb"(?:^|\n)\.\r?\n")
+# a dot line with a bare LF on either side ("\n.\n", "\n.\r\n", "\r\n.\n"); starts at the LF
+_BARE_DOT_LINE = re.compile(rb"(?<!\r)\n\.\r?\n|(?<=\r)\n\.\n")
 _BARE_LF = re.compile(rb"(?<!\r)\n")
+# Which refusal a message gets when it has several problems: a fixed order, not the first
+# one noticed, so that the reply does not depend on how the bytes were split into reads.
+_DATA_ERROR_RANK = {
+    replies.BARE_NEWLINE_DATA: 0,
+    replies.NUL_IN_DATA: 1,
+    replies.DATA_LINE_TOO_LONG: 2,
+    replies.SIZE_EXCEEDED: 3,
+}
 
 
 class ServerConnection:
@@ -77,7 +86,7 @@ class ServerConnection:
         self._smtputf8 = False
         self._discarding_line = False
         # DATA / BDAT reading
-        self._line_start = True  # next byte starts a line that followed a CRLF
+        self._tail = b"\r\n"  # the last two raw DATA bytes read (CRLF at the start)
         self._line_len = 0  # length of the current (partial) content line
         self._data_size = 0
         self._data_error: Reply | None = None
@@ -96,6 +105,8 @@ class ServerConnection:
             if self.state is State.TLS:
                 self.discarded_plaintext += len(data)
                 return
+            if self.state is State.CLOSED:
+                return  # nothing will read it: keep the buffer bounded
             self._buf += data
         else:
             self._eof = True
@@ -110,7 +121,7 @@ class ServerConnection:
         elif self.state is State.BDAT:
             event = self._next_bdat()
         elif self.state is State.TLS:
-            return NEED_DATA
+            event = NEED_DATA  # the peer may still hang up during the handshake
         else:
             event = self._next_command()
         if event is NEED_DATA and self._eof:
@@ -162,7 +173,7 @@ class ServerConnection:
     @property
     def should_delay(self) -> bool:
         """Past half the error cap, the driver slows each reply (Postfix's soft limit)."""
-        return self.error_count >= self.limits.max_errors // 2
+        return self.error_count > 0 and self.error_count >= self.limits.max_errors // 2
 
     @property
     def in_transaction(self) -> bool:
@@ -206,7 +217,8 @@ class ServerConnection:
             return self._refuse(replies.EIGHT_BIT_COMMAND)
         word, _, arg = text.partition(" ")
         name = word.upper()
-        verb = _VERBS.get(name)
+        # Only an ASCII word names a command: "MA\u0131L".upper() == "MAIL".
+        verb = _VERBS.get(name) if word.isascii() else None
         if verb is None:
             if name in _NOT_IMPLEMENTED:
                 return self._refuse(replies.NOT_IMPLEMENTED)
@@ -245,6 +257,8 @@ class ServerConnection:
                 return Vrfy(arg)
             case Verb.HELP:
                 return Help(arg)
+            case Verb.NOOP:
+                return Noop()  # RFC 5321 §4.1.1.9: a parameter string is ignored
             case _:
                 if arg:
                     return self._refuse(
@@ -298,9 +312,10 @@ class ServerConnection:
             return self._refuse(Reply(501, "5.5.4", "SMTPUTF8 takes no value"))
         if "SIZE" in params:
             size = params["SIZE"]
-            if size is None or not size.isdigit() or len(size) > 20:
+            if size is None or not (size.isascii() and size.isdigit()) or len(size) > 20:
                 return self._refuse(Reply(501, "5.5.4", "SIZE requires a number"))
-        if "BODY" in params and (params["BODY"] or "").upper() not in ("7BIT", "8BITMIME"):
+        body = params.get("BODY", "7BIT") or ""
+        if not body.isascii() or body.upper() not in ("7BIT", "8BITMIME"):
             return self._refuse(replies.BAD_PARAMETER.with_text("BODY must be 7BIT or 8BITMIME"))
         utf8 = "SMTPUTF8" in params
         try:
@@ -327,7 +342,7 @@ class ServerConnection:
     # -- DATA ----------------------------------------------------------------
 
     def _start_data(self) -> None:
-        self._line_start = True
+        self._tail = b"\r\n"
         self._line_len = 0
         self._data_size = 0
         self._data_error = None
@@ -336,7 +351,7 @@ class ServerConnection:
         self._bdat_last = True
 
     def _fail_data(self, reply: Reply) -> None:
-        if self._data_error is None:
+        if self._data_error is None or _DATA_ERROR_RANK[reply] < _DATA_ERROR_RANK[self._data_error]:
             self._data_error = reply
 
     def _next_data(self) -> Event:
@@ -357,6 +372,7 @@ class ServerConnection:
         """
         buf = self._buf
         nl = buf.rfind(b"\n")
+        line_start = self._tail.endswith(b"\n")
         if nl < 0:
             if len(buf) <= _DATA_SPILL:
                 return None
@@ -364,20 +380,19 @@ class ServerConnection:
             cut = len(buf) - 1 if buf.endswith(b"\r") else len(buf)
             piece = bytes(buf[:cut])
             del buf[:cut]
+            self._tail = (self._tail + piece)[-2:]
             if b"\r" in piece:
                 self._fail_data(replies.BARE_NEWLINE_DATA)
-            if self._line_start and piece.startswith(b"."):
-                piece = piece[1:]
-            self._line_start = False
-            self._line_len += len(piece)
+            self._line_len += len(piece)  # raw octets, as for a whole line below
             self._check_line_length(self._line_len)
+            if line_start and piece.startswith(b"."):
+                piece = piece[1:]
             return piece
         region = bytes(buf[: nl + 1])
-        if self._line_start and region.startswith(b".\r\n"):
-            end = 0
-        else:
-            end = region.find(b"\r\n.\r\n")
-            end = end + 2 if end >= 0 else -1
+        # Search the region together with the two bytes read before it, so that a marker
+        # split across reads is seen exactly as it would be in one read.
+        scan = self._tail + region
+        end = scan.find(b"\r\n.\r\n")  # when found, the content is region[:end]
         content = region if end < 0 else region[:end]
         consumed = nl + 1 if end < 0 else end + 3
         crlf = content.count(b"\r\n")
@@ -388,14 +403,17 @@ class ServerConnection:
                 content = _BARE_LF.sub(b"\r\n", content)
             else:
                 self._fail_data(replies.BARE_NEWLINE_DATA)
-                dot = _BARE_DOT_LINE.search(content)
-                if dot is not None and (dot.start() > 0 or self._line_start):
-                    # A client ending DATA with a bare-LF dot: refuse now and hang up,
-                    # so that nothing it sends next is read as a command.
-                    content = content[: dot.start()]
-                    self._data_close = True
-                    end = dot.start()
-                    consumed = len(buf)
+        # A bare-LF dot line needs a bare LF somewhere in ``scan``: count before searching.
+        if not self.limits.normalize_bare_lf and scan.count(b"\n") != scan.count(b"\r\n"):
+            dot = _BARE_DOT_LINE.search(scan)
+            if dot is not None and (end < 0 or dot.start() < end):
+                # A client ending DATA with a bare-LF dot: refuse now and hang up,
+                # so that nothing it sends next is read as a command.
+                self._fail_data(replies.BARE_NEWLINE_DATA)
+                content = region[: max(dot.start() - 2, 0)]
+                self._data_close = True
+                end = dot.start()
+                consumed = len(buf)
         del buf[:consumed]
         if b"\0" in content:
             self._fail_data(replies.NUL_IN_DATA)
@@ -405,10 +423,10 @@ class ServerConnection:
             longest = max(longest, *(len(line) for line in content.split(b"\n")))
         self._check_line_length(longest - 1)
         # RFC 5321 §4.5.2: drop the first character of a line that starts with a period.
-        if self._line_start and content.startswith(b"."):
+        if line_start and content.startswith(b"."):
             content = content[1:]
         content = content.replace(b"\r\n.", b"\r\n")
-        self._line_start = True
+        self._tail = (self._tail + region)[-2:]
         self._line_len = 0
         self._data_done = end >= 0
         return content
@@ -483,14 +501,16 @@ class ServerConnection:
         return EndOfData(self._data_error, last=self._bdat_last)
 
     def _check_chunk(self, piece: bytes) -> bytes:
-        """Bare CR/LF and NUL rules for BDAT content, across chunk boundaries."""
+        """Bare CR/LF and NUL rules for BDAT content, across chunk boundaries.
+
+        ``piece`` is never empty: ``_next_bdat`` only passes bytes it took.
+        """
         if b"\0" in piece:
             self._fail_data(replies.NUL_IN_DATA)
         joined_lf = self._chunk_cr and piece.startswith(b"\n")
-        if self._chunk_cr and piece and not joined_lf:
+        if self._chunk_cr and not joined_lf:
             self._fail_data(replies.BARE_NEWLINE_DATA)
-        if piece:
-            self._chunk_cr = piece.endswith(b"\r")
+        self._chunk_cr = piece.endswith(b"\r")
         crlf = piece.count(b"\r\n")
         if piece.count(b"\r") - crlf - self._chunk_cr > 0:
             self._fail_data(replies.BARE_NEWLINE_DATA)

@@ -114,8 +114,6 @@ def after_reply(state: State, verb: Verb, reply: Reply, *, last_chunk: bool = Tr
             return State.RCPT if ok else state
         case Verb.DATA:
             return State.DATA if reply.code == 354 else state
-        case Verb.BDAT:
-            return State.BDAT
         case Verb.END_OF_DATA:
             if not last_chunk and ok:
                 return State.BDAT_MORE

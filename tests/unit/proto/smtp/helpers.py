@@ -1,0 +1,125 @@
+"""Drive the sans-IO SMTP server machine in tests: feed bytes, answer every event."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from mailwright.core.reply import Reply
+from mailwright.proto.smtp import replies
+from mailwright.proto.smtp.events import (
+    Bdat,
+    Closed,
+    Data,
+    DataChunk,
+    EndOfData,
+    Event,
+    Invalid,
+    NeedData,
+    Quit,
+    StartTls,
+)
+from mailwright.proto.smtp.server import Limits, ServerConnection
+
+Answer = Callable[[Event], Reply]
+
+
+def generic_answer(event: Event) -> Reply:
+    """A permissive driver: refusals as the machine says, 354 to DATA, 250 to the rest."""
+    match event:
+        case Invalid(reply=reply):
+            return reply
+        case EndOfData(rejected=rejected):
+            return rejected or replies.OK
+        case Data():
+            return replies.START_DATA
+        case Quit():
+            return replies.BYE
+        case StartTls():
+            return replies.READY_TLS
+        case _:
+            return replies.OK
+
+
+def needs_reply(event: Event) -> bool:
+    return not isinstance(event, DataChunk | Bdat | NeedData | Closed)
+
+
+def drive(
+    conn: ServerConnection,
+    data: bytes | Iterable[bytes],
+    answer: Answer = generic_answer,
+) -> tuple[list[Event], bytes]:
+    """Feed ``data`` (one buffer, or a sequence of pieces) and answer every event.
+
+    Returns the events (NEED_DATA left out, CLOSED kept) and the bytes the server wrote.
+    ``b""`` as a piece (or as ``data``) is end of file.
+    """
+    pieces = [data] if isinstance(data, bytes) else list(data)
+    events: list[Event] = []
+    out = bytearray()
+    for piece in pieces:
+        conn.receive_data(piece)
+        while True:
+            event = conn.next_event()
+            if isinstance(event, NeedData):
+                break
+            events.append(event)
+            if isinstance(event, Closed):
+                return events, bytes(out)
+            if needs_reply(event):
+                out += conn.send(answer(event))
+    return events, bytes(out)
+
+
+def run(
+    data: bytes | Iterable[bytes],
+    limits: Limits | None = None,
+    answer: Answer = generic_answer,
+) -> tuple[ServerConnection, list[Event], bytes]:
+    conn = ServerConnection(limits)
+    events, out = drive(conn, data, answer)
+    return conn, events, out
+
+
+def reply_lines(out: bytes) -> list[str]:
+    return out.decode("utf-8").split("\r\n")[:-1]
+
+
+def codes(out: bytes) -> list[int]:
+    return [int(line[:3]) for line in reply_lines(out)]
+
+
+def data_of(events: Iterable[Event]) -> bytes:
+    return b"".join(e.data for e in events if isinstance(e, DataChunk))
+
+
+def merged(events: Iterable[Event]) -> list[Event]:
+    """Consecutive DataChunks joined into one (chunk boundaries depend on reads)."""
+    result: list[Event] = []
+    for event in events:
+        if isinstance(event, DataChunk) and result and isinstance(result[-1], DataChunk):
+            result[-1] = DataChunk(result[-1].data + event.data)
+        else:
+            result.append(event)
+    return result
+
+
+def split(data: bytes, size: int) -> list[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+def bytewise(data: bytes) -> list[bytes]:
+    return split(data, 1)
+
+
+GREET = b"EHLO client.example\r\n"
+ENVELOPE = GREET + b"MAIL FROM:<a@remote.test>\r\nRCPT TO:<b@example.test>\r\n"
+START_DATA = ENVELOPE + b"DATA\r\n"
+
+
+def in_state(data: bytes, limits: Limits | None = None) -> ServerConnection:
+    """A connection after ``data`` was fed and answered generically."""
+    conn = ServerConnection(limits)
+    if data:
+        drive(conn, data)
+    return conn
