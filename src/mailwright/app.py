@@ -54,7 +54,11 @@ class App:
     async def start(self) -> None:
         self._tls = self.load_tls()
         self.store = await asyncio.to_thread(SqliteStore, self.data_dir)
-        router = Router(self.store.accounts, self.config.smtp.subaddress_delimiter)
+        router = Router(
+            self.store.accounts,
+            self.config.smtp.subaddress_delimiter,
+            hostname=self.config.hostname,
+        )
         self.smtp = SmtpListener(
             hostname=self.config.hostname,
             config=self.config.smtp,

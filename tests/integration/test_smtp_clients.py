@@ -137,3 +137,16 @@ def test_large_message_is_stored_byte_exact(server: Server) -> None:
         smtp.sendmail("sender@remote.test", ["alice@example.test"], body)
     [stored] = server.inbox("alice@example.test")
     assert stored.endswith(body)
+
+
+def test_bare_postmaster_is_accepted(server: Server) -> None:
+    """RFC 5321 §4.5.1: RCPT TO:<Postmaster> without a domain must be accepted."""
+    from tests.integration.server import mailwright
+
+    mailwright("alias", "add", "postmaster@example.test", "bob@example.test", config=server.config)
+    with smtplib.SMTP(server.host, server.port, timeout=10) as smtp:
+        smtp.ehlo("client.test")
+        smtp.mail("sender@remote.test")
+        assert smtp.rcpt("<Postmaster>")[0] == 250
+        assert smtp.data(MESSAGE)[0] == 250
+    assert len(server.inbox("bob@example.test")) == 1

@@ -93,14 +93,22 @@ class Address:
     def is_quoted(self) -> bool:
         return self.local.startswith('"')
 
+    @property
+    def is_bare_postmaster(self) -> bool:
+        """``<Postmaster>`` without a domain (RFC 5321 §4.1.1.3): this server's postmaster."""
+        return self.domain == ""
+
     def __str__(self) -> str:
-        return f"{self.local}@{self.domain}"
+        return f"{self.local}@{self.domain}" if self.domain else self.local
 
 
-def parse_path(text: str, *, utf8: bool = False, allow_null: bool = False) -> Address | None:
+def parse_path(
+    text: str, *, utf8: bool = False, allow_null: bool = False, allow_postmaster: bool = False
+) -> Address | None:
     """Parse an RFC 5321 Reverse-path / Forward-path including the angle brackets.
 
-    ``<>`` yields None when ``allow_null``. A source route (``<@a,@b:user@c>``) is
+    ``<>`` yields None when ``allow_null``. ``<Postmaster>`` (any case, no domain) yields
+    ``Address("postmaster", "")`` when ``allow_postmaster`` (RFC 5321 §4.1.1.3, §4.5.1). A source route (``<@a,@b:user@c>``) is
     accepted and ignored, as RFC 5321 §4.1.1.3 and Appendix C require.
     """
     if len(text.encode("utf-8")) > MAX_PATH:
@@ -112,6 +120,8 @@ def parse_path(text: str, *, utf8: bool = False, allow_null: bool = False) -> Ad
         if allow_null:
             return None
         raise AddressError("null path not allowed here")
+    if allow_postmaster and inner.lower() == "postmaster":
+        return Address("postmaster", "")
     if inner.startswith("@"):
         colon = inner.find(":")
         if colon < 0:

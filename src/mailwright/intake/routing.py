@@ -39,11 +39,13 @@ class Router:
         accounts: Accounts,
         subaddress_delimiter: str = "+",
         *,
+        hostname: str = "",
         cache_ttl: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._accounts = accounts
         self._delim = subaddress_delimiter
+        self._hostname = hostname.lower()
         self._ttl = cache_ttl
         self._clock = clock
         self._cache: dict[tuple[str, str | None], tuple[float, RecipientLookup]] = {}
@@ -70,6 +72,8 @@ class Router:
         return key, None
 
     async def route(self, address: Address) -> Route:
+        if address.is_bare_postmaster:
+            return await self._route_postmaster()
         key, base = self.keys(address)
         lookup = await self._lookup(key, base)
         if not lookup.local_domain:
@@ -79,6 +83,17 @@ class Router:
         seen_accounts: dict[int, Target] = {}
         await self._expand(lookup.alias_targets, seen_accounts, {key}, 1)
         return Route(True, tuple(seen_accounts.values()))
+
+    async def _route_postmaster(self) -> Route:
+        """``RCPT TO:<Postmaster>``: the postmaster of the domain this host is named in,
+        else of the first local domain that has one (RFC 5321 §4.5.1 requires it)."""
+        domains = [d.name for d in await self._accounts.list_domains()]
+        domains.sort(key=lambda d: not (self._hostname == d or self._hostname.endswith("." + d)))
+        for domain in domains:
+            route = await self.route(Address("postmaster", domain))
+            if route.known:
+                return route
+        return Route(local_domain=True)
 
     async def _expand(
         self, targets: tuple[str, ...], out: dict[int, Target], seen: set[str], depth: int

@@ -208,3 +208,15 @@ def test_long_source_route_counts_toward_path_length() -> None:
     route = ",".join(["@relay.example"] * 20)
     with pytest.raises(AddressError, match="256"):
         parse_path(f"<{route}:u@example.test>")
+
+
+def test_bare_postmaster_only_where_allowed() -> None:
+    from mailwright.core.address import Address, AddressError, parse_path
+
+    assert parse_path("<Postmaster>", allow_postmaster=True) == Address("postmaster", "")
+    assert parse_path("<POSTMASTER>", allow_postmaster=True).is_bare_postmaster  # type: ignore[union-attr]
+    assert str(Address("postmaster", "")) == "postmaster"
+    import pytest
+
+    with pytest.raises(AddressError):
+        parse_path("<Postmaster>")

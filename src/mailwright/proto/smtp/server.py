@@ -334,7 +334,7 @@ class ServerConnection:
         if isinstance(params, Invalid):
             return params
         try:
-            address = parse_path(path, utf8=self._smtputf8)
+            address = parse_path(path, utf8=self._smtputf8, allow_postmaster=True)
         except AddressError as exc:
             return self._refuse(Reply(501, "5.1.3", f"Bad recipient address syntax: {exc}"))
         return RcptTo(address, params)  # type: ignore[arg-type]
