@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from email.utils import format_datetime
+
+
+@functools.lru_cache(maxsize=4)
+def _format_second(second: int) -> str:
+    # A pure memo: every message received in the same second shares the text.
+    return format_datetime(datetime.fromtimestamp(second, UTC))
+
+
+def _rfc5322_date(when: datetime | None) -> str:
+    if when is not None:
+        return format_datetime(when)
+    return _format_second(int(datetime.now(UTC).timestamp()))
 
 
 def _clean(text: str) -> str:
@@ -27,16 +40,16 @@ def received(
     when: datetime | None = None,
     tls: str | None = None,
 ) -> bytes:
-    when = when or datetime.now(UTC)
+    date = _rfc5322_date(when)
     lines = [f"Received: from {_clean(helo)} ([{_clean(peer_ip)}])"]
     by_line = f"\tby {_clean(by)} (mailwright) with {protocol} id {queue_id}"
     if tls:
         by_line += f"\r\n\t(using {_clean(tls)})"
     lines.append(by_line)
     if recipient:
-        lines.append(f"\tfor <{_clean(recipient)}>; {format_datetime(when)}")
+        lines.append(f"\tfor <{_clean(recipient)}>; {date}")
     else:
-        lines[-1] += f"; {format_datetime(when)}"
+        lines[-1] += f"; {date}"
     return ("\r\n".join(lines) + "\r\n").encode("utf-8")
 
 

@@ -5,7 +5,10 @@ Invariants:
   their replies in one write, RFC 2920 §3.2), and always before reading again;
 - a command (or, in DATA, a line) must complete within ``idle_timeout``; bytes that
   trickle in without completing one do not extend the deadline; the whole session
-  ends after ``session_timeout``;
+  ends after ``session_timeout``. One reaper task per listener enforces the deadlines
+  (a timer per read costs more than the rest of a command's handling);
+- only a connection waiting to read is ever cancelled by the reaper, never one whose
+  message is being stored;
 - an exception in one connection is logged and closes that connection only.
 """
 
@@ -38,6 +41,9 @@ class _Conn:
     task: asyncio.Task[None]
     ip: str
     idle: bool = True  # waiting for a command outside any transaction
+    reading: bool = False  # waiting for bytes from the client
+    deadline: float = 0.0  # loop time by which the next event must be complete
+    timed_out: bool = False
 
 
 @dataclass(slots=True)
@@ -68,11 +74,26 @@ class SmtpListener:
         self._conns: dict[asyncio.Task[None], _Conn] = {}
         self._servers: list[asyncio.Server] = []
         self._stopping = False
+        self._reaper: asyncio.Task[None] | None = None
 
     async def listen(self, host: str, port: int) -> asyncio.Server:
         server = await asyncio.start_server(self._accept, host, port, limit=_READ * 2, backlog=1024)
         self._servers.append(server)
+        if self._reaper is None:
+            self._reaper = asyncio.create_task(self._reap())
         return server
+
+    async def _reap(self) -> None:
+        """End every connection whose deadline has passed while it waits to read."""
+        loop = asyncio.get_running_loop()
+        interval = min(1.0, self.config.idle_timeout / 4, self.config.session_timeout / 4)
+        while True:
+            await asyncio.sleep(interval)
+            now = loop.time()
+            for c in self._conns.values():
+                if c.reading and not c.timed_out and now >= c.deadline:
+                    c.timed_out = True
+                    c.task.cancel()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peername = writer.get_extra_info("peername") or ("?", 0)
@@ -112,10 +133,15 @@ class SmtpListener:
         try:
             await self._serve(reader, writer, session, conn)
         except asyncio.CancelledError:
-            if not self._stopping:
+            if conn.timed_out:
+                log_event(log, logging.INFO, "smtp.timeout", conn=peer.conn_id)
+                reply = replies.TIMEOUT
+            elif self._stopping:
+                reply = replies.SHUTTING_DOWN
+            else:
                 raise
             with contextlib.suppress(ConnectionError, RuntimeError):
-                writer.write(replies.SHUTTING_DOWN.to_bytes())
+                writer.write(reply.to_bytes())
         except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
             log_event(log, logging.INFO, "smtp.lost", conn=peer.conn_id, error=type(exc).__name__)
         except Exception:
@@ -147,7 +173,7 @@ class SmtpListener:
         loop = asyncio.get_running_loop()
         out = bytearray(machine.send_unsolicited(session.greeting()))
         session_end = loop.time() + cfg.session_timeout
-        deadline = loop.time() + cfg.idle_timeout
+        conn.deadline = min(loop.time() + cfg.idle_timeout, session_end)
         while True:
             event = machine.next_event()
             if event is ev.NEED_DATA:
@@ -159,19 +185,15 @@ class SmtpListener:
                 if self._stopping and conn.idle:
                     out += machine.send_unsolicited(replies.SHUTTING_DOWN)
                     break
-                try:
-                    async with asyncio.timeout(min(deadline, session_end) - loop.time()):
-                        data = await reader.read(_READ)
-                except TimeoutError:
-                    out += machine.send_unsolicited(replies.TIMEOUT)
-                    log_event(log, logging.INFO, "smtp.timeout", conn=session.peer.conn_id)
-                    break
+                conn.reading = True
+                data = await reader.read(_READ)
+                conn.reading = False
                 conn.idle = False
                 machine.receive_data(data)
                 continue
             if event is ev.CLOSED:
                 break
-            deadline = loop.time() + cfg.idle_timeout
+            conn.deadline = min(loop.time() + cfg.idle_timeout, session_end)
             reply = await session.handle(event)
             if reply is None:
                 continue
@@ -224,6 +246,9 @@ class SmtpListener:
         self._stopping = True
         for server in self._servers:
             server.close()
+        if self._reaper is not None:
+            self._reaper.cancel()
+            self._reaper = None
 
     async def shutdown(self, grace: float) -> None:
         """Stop accepting, end idle sessions with 421, let transactions finish within ``grace``."""
