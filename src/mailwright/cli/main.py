@@ -114,8 +114,12 @@ def cmd_init(args: argparse.Namespace) -> int:
     domain = _domain(args.domain)
     hostname = args.hostname or f"mx.{domain}"
     config_file = data_dir / CONFIG_NAME
-    if config_file.exists():
-        raise CliError(f"{config_file} already exists; not overwriting")
+    # Check everything init would write before writing anything: a data directory
+    # whose config was lost must not get a new TLS key and then fail on its database.
+    for existing in (config_file, data_dir / "tls/cert.pem", data_dir / "tls/key.pem",
+                     data_dir / "mailwright.db"):  # fmt: skip
+        if existing.exists():
+            raise CliError(f"{existing} already exists; not overwriting")
     data_dir.mkdir(parents=True, exist_ok=True)
     config_file.write_text(_TEMPLATE.format(hostname=hostname))
     config = load_config(config_file)

@@ -60,10 +60,7 @@ def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, An
         if not name.startswith(_ENV_PREFIX) or name == ENV_CONFIG:
             continue
         path = [part.lower() for part in name[len(_ENV_PREFIX) :].split("__")]
-        try:
-            value: Any = tomllib.loads(f"v = {text}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = text
+        value = _EnvText(text)
         node = data
         for part in path[:-1]:
             child = node.get(part)
@@ -71,6 +68,17 @@ def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, An
             node = child
         node[path[-1]] = value
     return data
+
+
+class _EnvText(str):
+    """An environment value: a string setting takes it as it is; any other setting
+    reads it as a TOML value (``5``, ``true``, ``["a", "b"]``)."""
+
+    def parsed(self) -> Any:
+        try:
+            return tomllib.loads(f"v = {self}")["v"]
+        except tomllib.TOMLDecodeError:
+            return str(self)
 
 
 def _build(cls: type[Any], data: Any, prefix: str) -> Any:
@@ -89,6 +97,12 @@ def _build(cls: type[Any], data: Any, prefix: str) -> Any:
 
 
 def _value(hint: Any, value: Any, key: str) -> Any:
+    if isinstance(value, _EnvText):
+        literal = get_origin(hint) is Literal and all(isinstance(c, str) for c in get_args(hint))
+        parsed = value.parsed()
+        if (hint is str or literal) and not isinstance(parsed, str):
+            parsed = str(value)  # MAILWRIGHT_HOSTNAME=123 is the name "123"
+        value = parsed
     if dataclasses.is_dataclass(hint):
         return _build(typing.cast(type[Any], hint), value, key + ".")
     origin = get_origin(hint)
@@ -147,8 +161,13 @@ def _check(config: Config) -> None:
 def parse_listen(text: str, key: str = "listen") -> tuple[str, int]:
     """``host:port`` or ``[v6]:port`` → (host, port)."""
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535 or not host:
-        raise ConfigError(key, f"must be host:port, not {text!r}")
-    if host.startswith("[") and host.endswith("]"):
+    # isascii: str.isdigit() also accepts "²" (int() then fails) and other scripts' digits.
+    ok = bool(sep and host and port.isascii() and port.isdigit() and int(port) <= 65535)
+    if ok and (host.startswith("[") or host.endswith("]")):
+        ok = host.startswith("[") and host.endswith("]") and ":" in host
         host = host[1:-1]
+    elif ok and ":" in host:
+        ok = False  # an IPv6 address needs brackets: "::1:25" is ambiguous
+    if not ok:
+        raise ConfigError(key, f"must be host:port or [ipv6]:port, not {text!r}")
     return host, int(port)

@@ -81,7 +81,7 @@ class Router:
         if lookup.account is not None:
             return Route(True, (Target(lookup.account.id),))
         seen_accounts: dict[int, Target] = {}
-        await self._expand(lookup.alias_targets, seen_accounts, {key}, 1)
+        await self._expand(lookup.alias_targets, seen_accounts, {key})
         return Route(True, tuple(seen_accounts.values()))
 
     async def _route_postmaster(self) -> Route:
@@ -96,21 +96,28 @@ class Router:
         return Route(local_domain=True)
 
     async def _expand(
-        self, targets: tuple[str, ...], out: dict[int, Target], seen: set[str], depth: int
+        self, targets: tuple[str, ...], out: dict[int, Target], seen: set[str]
     ) -> None:
-        if depth > _MAX_DEPTH:
-            return
-        for text in targets:
-            if text in seen:
-                continue
-            seen.add(text)
-            try:
-                address = Address.parse(text, utf8=True)
-            except AddressError:
-                continue
-            key, base = self.keys(address)
-            lookup = await self._lookup(key, base)
-            if lookup.account is not None:
-                out.setdefault(lookup.account.id, Target(lookup.account.id))
-            elif lookup.alias_targets:
-                await self._expand(lookup.alias_targets, out, seen, depth + 1)
+        # Breadth first: each address is expanded at its shortest distance from the
+        # recipient, so a long path that meets it near the depth limit cannot hide a
+        # short one (depth first with a shared ``seen`` set did).
+        frontier = list(targets)
+        depth = 1
+        while frontier and depth <= _MAX_DEPTH:
+            following: list[str] = []
+            for text in frontier:
+                if text in seen:
+                    continue
+                seen.add(text)
+                try:
+                    address = Address.parse(text, utf8=True)
+                except AddressError:
+                    continue
+                key, base = self.keys(address)
+                lookup = await self._lookup(key, base)
+                if lookup.account is not None:
+                    out.setdefault(lookup.account.id, Target(lookup.account.id))
+                else:
+                    following.extend(lookup.alias_targets)
+            frontier = following
+            depth += 1

@@ -1,8 +1,9 @@
 """A streaming scanner that checks a message's structure as its bytes arrive.
 
 It enforces the header-block size, the MIME nesting depth and (optionally) ASCII-only
-headers without holding more than one line in memory. Invariants: ``feed`` accepts any
-chunking of the same bytes and reaches the same verdict; after the first problem the
+headers without holding more than one bounded line in memory. Invariants: ``feed``
+accepts any chunking of the same bytes and reaches the same verdict (so every rule is a
+rule about whole lines, and lines are handled in order); after the first problem the
 scanner only counts.
 """
 
@@ -10,8 +11,16 @@ from __future__ import annotations
 
 import re
 
-_BOUNDARY = re.compile(rb'boundary\s*=\s*(?:"([^"\r\n]{1,200})"|([^\s;"]{1,200}))', re.IGNORECASE)
+# The parameter name must start the parameter: "xboundary=" is not "boundary=".
+_BOUNDARY = re.compile(
+    rb'(?:^|[;\s])boundary\s*=\s*(?:"([^"\r\n]{1,200})"|([^\s;"]{1,200}))', re.IGNORECASE
+)
+# A header line longer than this is a header_size problem (RFC 5322 §2.1.1 allows 998).
 _MAX_HEADER_LINE = 64 * 1024
+# A body line longer than this is never a boundary delimiter (RFC 2046 §5.1.1: boundaries
+# are at most 70 characters; this leaves room for transport padding), so its bytes need
+# not be kept.
+_MAX_BODY_LINE = 4096
 
 
 class MessageProblem(Exception):
@@ -28,33 +37,46 @@ class MessageScanner:
         self._max_depth = max_mime_depth
         self._ascii = ascii_headers
         self._partial = b""
+        self._skip = False  # discarding the rest of an over-long body line
         self._in_header = True  # in some part's header block
         self._header_size = 0  # of the top-level header block
         self._top = True  # still in the top-level header
         self._content_type = b""  # unfolded Content-Type of the current header block
         self._in_ct = False
-        self._boundaries: list[bytes] = []
+        # Open MIME levels: a multipart's boundary, or None for an attached message/rfc822.
+        self._levels: list[bytes | None] = []
         self.problem: MessageProblem | None = None
         self.header_bytes = b""  # the top-level header block, kept up to the size limit
 
     def feed(self, data: bytes) -> None:
         if self.problem is not None:
             return
-        data = self._partial + data
-        lines = data.split(b"\n")
+        lines = (self._partial + data).split(b"\n")
         self._partial = lines.pop()
-        if len(self._partial) > _MAX_HEADER_LINE and self._in_header:
-            self._line(self._partial)  # a header line this long is checked as it is
-            self._partial = b""
         for line in lines:
+            if self._skip:
+                self._skip = False  # the end of the over-long body line
+                continue
             self._line(line + b"\n")
             if self.problem is not None:
                 return
+        self._bound_partial()
 
     def close(self) -> None:
-        if self._partial and self.problem is None:
+        if self._partial and self.problem is None and not self._skip:
             self._line(self._partial)
         self._partial = b""
+        self._skip = False
+
+    def _bound_partial(self) -> None:
+        """Keep memory bounded by one line, reaching the verdict the whole line would."""
+        if self._in_header:
+            if len(self._partial) > _MAX_HEADER_LINE:
+                self._line(self._partial)  # too long whatever follows: a problem now
+                self._partial = b""
+        elif self._skip or len(self._partial) > _MAX_BODY_LINE:
+            self._skip = True
+            self._partial = b""
 
     def _line(self, line: bytes) -> None:
         if self._in_header:
@@ -64,6 +86,9 @@ class MessageScanner:
                     self.problem = MessageProblem("header_size", "header block too large")
                     return
                 self.header_bytes += line
+            if len(line) > _MAX_HEADER_LINE:
+                self.problem = MessageProblem("header_size", "header line too long")
+                return
             if line in (b"\r\n", b"\n"):
                 self._end_header()
                 return
@@ -72,22 +97,25 @@ class MessageScanner:
                 return
             if line[:1] in (b" ", b"\t"):
                 if self._in_ct:
-                    self._content_type += line.strip()
+                    # RFC 5322 §2.2.3: unfolding removes the CRLF only, not the WSP.
+                    self._content_type += line.rstrip(b"\r\n")
             else:
                 self._in_ct = line[:13].lower() == b"content-type:"
                 if self._in_ct:
-                    self._content_type = line[13:].strip()
+                    self._content_type = line[13:].lstrip(b" \t").rstrip(b"\r\n")
             return
-        if not self._boundaries or not line.startswith(b"--"):
+        if len(line) > _MAX_BODY_LINE or not line.startswith(b"--"):
             return
         stripped = line.rstrip(b"\r\n").rstrip(b" \t")
-        for depth in range(len(self._boundaries) - 1, -1, -1):
-            b = self._boundaries[depth]
+        for depth in range(len(self._levels) - 1, -1, -1):
+            b = self._levels[depth]
+            if b is None:
+                continue
             if stripped == b"--" + b + b"--":
-                del self._boundaries[depth:]
+                del self._levels[depth:]
                 return
             if stripped == b"--" + b:
-                del self._boundaries[depth + 1 :]
+                del self._levels[depth + 1 :]
                 self._in_header = True
                 self._content_type = b""
                 self._in_ct = False
@@ -100,11 +128,15 @@ class MessageScanner:
         if ct.startswith(b"multipart/"):
             m = _BOUNDARY.search(self._content_type)
             if m:
-                self._boundaries.append(m.group(1) or m.group(2))
-                if len(self._boundaries) > self._max_depth:
-                    self.problem = MessageProblem("mime_depth", "MIME nesting too deep")
+                self._push(m.group(1) or m.group(2))
         elif ct.startswith(b"message/rfc822"):
-            # An attached message: its own header block follows (and counts as a level).
+            # An attached message: its own header block follows, and it is a level.
+            self._push(None)
             self._in_header = True
             self._content_type = b""
         self._in_ct = False
+
+    def _push(self, level: bytes | None) -> None:
+        self._levels.append(level)
+        if len(self._levels) > self._max_depth:
+            self.problem = MessageProblem("mime_depth", "MIME nesting too deep")

@@ -57,7 +57,9 @@ class SqliteBlobWriter:
         os.fsync(self._file.fileno())
         self._file.close()
         self._file = None
-        rel = f"{name[-2:]}/{name}"
+        # Unique even when a queue id is delivered twice: replacing a committed file
+        # that another row references would lose that message if this delivery fails.
+        rel = f"{name[-2:]}/{name}.{self._tmp_path.name[:12]}"
         final = self._root / rel
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self._tmp_path, final)

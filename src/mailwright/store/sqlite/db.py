@@ -131,6 +131,12 @@ class Writer:
                 except StoreError as exc:
                     conn.execute("ROLLBACK TO job")
                     outcomes.append((False, exc))
+                except Exception as exc:
+                    # Boundary: a bug in one job must fail that job only, not end the
+                    # writer thread (every later write would then wait forever).
+                    log.exception("store.job_failed")
+                    conn.execute("ROLLBACK TO job")
+                    outcomes.append((False, exc))
                 else:
                     outcomes.append((True, result))
                 conn.execute("RELEASE job")

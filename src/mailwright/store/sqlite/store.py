@@ -6,7 +6,6 @@ import asyncio
 import os
 import sqlite3
 import time
-import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -36,9 +35,14 @@ def _now() -> int:
     return int(time.time())
 
 
-def _uidvalidity(account_id: int, name: str) -> int:
-    # Distinct per mailbox and per (re)creation; fits RFC 3501's nz-number (32 bits).
-    return (int(time.time()) ^ zlib.crc32(f"{account_id}/{name}".encode())) & 0x7FFFFFFF or 1
+def _uidvalidity(c: sqlite3.Connection) -> int:
+    # RFC 3501 §2.3.1.1: never the same value twice for a name (migration 0002); starts
+    # from the clock so it also differs from anything a rebuilt database handed out.
+    (value,) = c.execute(
+        "UPDATE counters SET value=max(value + 1, ?) WHERE name='uidvalidity' RETURNING value",
+        (_now(),),
+    ).fetchone()
+    return int(value)
 
 
 def _domain_of(address: str) -> str:
@@ -163,7 +167,7 @@ class SqliteStore:
                 c.execute(
                     "INSERT INTO mailboxes(account_id, name, uidvalidity, special_use)"
                     " VALUES (?, ?, ?, ?)",
-                    (account_id, name, _uidvalidity(account_id, name), special),
+                    (account_id, name, _uidvalidity(c), special),
                 )
             return Account(account_id, address, password_hash, None, 0)
 
@@ -323,7 +327,7 @@ class SqliteStore:
                 "SELECT 1 FROM mailboxes WHERE account_id=? AND name=?", (account_id, name)
             ).fetchone():
                 raise Conflict(f"mailbox {name} already exists")
-            validity = _uidvalidity(account_id, name)
+            validity = _uidvalidity(c)
             cur = c.execute(
                 "INSERT INTO mailboxes(account_id, name, uidvalidity, special_use) VALUES (?,?,?,?)",
                 (account_id, name, validity, special_use),
@@ -389,7 +393,10 @@ class SqliteStore:
 
         try:
             result: list[tuple[Delivered, int]] = await self._writer.run(job)  # type: ignore[arg-type]
-        except BaseException:
+        except Exception:
+            # The job was rolled back: its file is ours to remove. Not on cancellation
+            # (BaseException): the queued job may still commit a row that needs the file;
+            # if it does not, the startup sweep removes the orphan.
             if blob_path is not None:
                 (self._blob_root / blob_path).unlink(missing_ok=True)
             raise
@@ -424,7 +431,11 @@ class SqliteStore:
         body, path = await self._readers.run(job)
         if body is not None:
             return bytes(body)
-        return await asyncio.to_thread((self._blob_root / str(path)).read_bytes)
+        try:
+            return await asyncio.to_thread((self._blob_root / str(path)).read_bytes)
+        except FileNotFoundError:
+            # Expunged (row and file) between our read of the row and of the file.
+            raise NotFound(f"no message {message_id}") from None
 
     async def store_flags(
         self, mailbox_id: int, uids: Sequence[int], flags: frozenset[str], mode: str
@@ -458,13 +469,21 @@ class SqliteStore:
     async def expunge(self, mailbox_id: int, uids: Sequence[int]) -> int:
         def job(c: sqlite3.Connection) -> tuple[int, int, list[str], list[int]]:
             account_id, modseq = _bump(c, mailbox_id)
-            orphaned = _drop_placements(c, mailbox_id, list(uids), modseq)
-            return account_id, modseq, orphaned, list(uids)
+            present = [
+                uid
+                for uid in dict.fromkeys(uids)
+                if c.execute(
+                    "SELECT 1 FROM placements WHERE mailbox_id=? AND uid=?", (mailbox_id, uid)
+                ).fetchone()
+            ]
+            orphaned = _drop_placements(c, mailbox_id, present, modseq)
+            return account_id, modseq, orphaned, present
 
         account_id, modseq, orphaned, gone = await self._writer.run(job)
         for path in orphaned:
             (self._blob_root / path).unlink(missing_ok=True)
-        self._feed.publish(Change(account_id, mailbox_id, modseq, "expunge", tuple(gone)))
+        if gone:  # only UIDs that were there: a client must not be told of others
+            self._feed.publish(Change(account_id, mailbox_id, modseq, "expunge", tuple(gone)))
         return modseq
 
     async def expunged_since(self, mailbox_id: int, modseq: int) -> list[int]:

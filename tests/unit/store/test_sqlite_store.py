@@ -1,0 +1,266 @@
+"""SQLite-only behaviour: blob files on disk, the startup sweep, the writer thread,
+migrations and cancellation. The backend-neutral rules live in tests/contract/."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from mailwright.store.api import INBOX, Account, Target
+from mailwright.store.errors import Conflict, NotFound, TransientStorageError
+from mailwright.store.sqlite import SqliteStore
+from mailwright.store.sqlite.db import connect, migrate
+from tests.unit.store.helpers import with_store
+
+BIG = b"".join(b"%07d\r\n" % i for i in range(40_000))  # 320 000 bytes: spilled
+
+
+async def _alice(store: SqliteStore) -> Account:
+    await store.add_domain("example.test")
+    return await store.add_account("alice@example.test", "hash")
+
+
+async def _deliver(store: SqliteStore, data: bytes, acct: Account, qid: str) -> None:
+    blob = store.new_blob()
+    blob.write(data)
+    await store.deliver(blob, qid, 0, [Target(acct.id)])
+
+
+def _db(tmp_path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(tmp_path / "mailwright.db")
+
+
+def test_large_body_lives_in_a_file_under_blobs_xx(tmp_path: Path) -> None:
+    async def go(store: SqliteStore) -> bytes:
+        acct = await _alice(store)
+        await _deliver(store, BIG, acct, "QUEUEIDLARGE7")
+        await _deliver(store, b"Subject: small\r\n\r\nhi\r\n", acct, "QUEUEIDSMALL1")
+        (p, _) = await store.list_placements((await store.get_mailbox(acct.id, INBOX)).id)
+        return await store.read_message(p.message_id)
+
+    assert with_store(tmp_path, go) == BIG
+    rows = (
+        _db(tmp_path).execute("SELECT queue_id, body IS NULL, blob_path FROM messages").fetchall()
+    )
+    by_qid = {q: (no_body, path) for q, no_body, path in rows}
+    assert by_qid["QUEUEIDSMALL1"] == (0, None)  # inline in the row
+    no_body, path = by_qid["QUEUEIDLARGE7"]
+    assert no_body == 1 and path.startswith("E7/QUEUEIDLARGE7")
+    assert (tmp_path / "blobs" / path).read_bytes() == BIG
+    assert list((tmp_path / "blobs" / "tmp").iterdir()) == []
+
+
+def test_inline_limit_is_configurable(tmp_path: Path) -> None:
+    async def go(store: SqliteStore) -> None:
+        acct = await _alice(store)
+        await _deliver(store, b"x" * 101, acct, "Q1")
+
+    with_store(tmp_path, go, inline_max=100)
+    (path,) = _db(tmp_path).execute("SELECT blob_path FROM messages").fetchone()
+    assert path is not None
+
+
+def _litter(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A referenced blob, an unreferenced one and a spill file, as a crash leaves them."""
+
+    async def go(store: SqliteStore) -> None:
+        await _deliver(store, BIG, await _alice(store), "QUEUEKEEP0001")
+
+    with_store(tmp_path, go)
+    (kept,) = (tmp_path / "blobs").glob("01/*")
+    orphan = tmp_path / "blobs" / "zz" / "QUEUEORPHANzz.0123"
+    orphan.parent.mkdir()
+    orphan.write_bytes(b"never committed")
+    spill = tmp_path / "blobs" / "tmp" / "0123456789abcdef"
+    spill.write_bytes(b"half a message")
+    return kept, orphan, spill
+
+
+def test_startup_sweep_removes_spill_and_unreferenced_files(tmp_path: Path) -> None:
+    kept, orphan, spill = _litter(tmp_path)
+
+    async def read(store: SqliteStore) -> bytes:
+        box = await store.get_mailbox(1, INBOX)
+        (p,) = await store.list_placements(box.id)
+        return await store.read_message(p.message_id)
+
+    assert with_store(tmp_path, read) == BIG
+    assert kept.exists()
+    assert not orphan.exists()
+    assert not spill.exists()
+
+
+def test_no_sweep_when_asked(tmp_path: Path) -> None:
+    # The CLI opens the store beside a running server: it must not delete the server's
+    # files that are durable but not yet committed.
+    kept, orphan, spill = _litter(tmp_path)
+
+    async def nothing(store: SqliteStore) -> None:
+        return None
+
+    with_store(tmp_path, nothing, sweep=False)
+    assert kept.exists() and orphan.exists() and spill.exists()
+
+
+def test_migrations_are_applied_once(tmp_path: Path) -> None:
+    async def nothing(store: SqliteStore) -> None:
+        return None
+
+    with_store(tmp_path, nothing)
+    with_store(tmp_path, nothing)
+    (version,) = _db(tmp_path).execute("PRAGMA user_version").fetchone()
+    assert version == 2
+
+
+def test_uidvalidity_counter_starts_above_existing_mailboxes(tmp_path: Path) -> None:
+    # A database made before migration 0002 keeps its values and never repeats them.
+    conn = connect(tmp_path / "mailwright.db")
+    conn.execute("BEGIN")
+    for statement in (
+        (Path(__file__).parents[3] / "src/mailwright/store/sqlite/migrations/0001_initial.sql")
+        .read_text()
+        .split(";\n")
+    ):
+        if statement.strip():
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version=1")
+    conn.execute("INSERT INTO domains VALUES (1, 'example.test', 0)")
+    conn.execute("INSERT INTO accounts(id, address, domain_id, password_hash, created_at)"
+                 " VALUES (1, 'a@example.test', 1, 'h', 0)")  # fmt: skip
+    conn.execute("INSERT INTO mailboxes(account_id, name, uidvalidity) VALUES (1, 'INBOX', ?)",
+                 (4_000_000_000,))  # fmt: skip
+    conn.execute("COMMIT")
+    migrate(conn)
+    conn.close()
+
+    async def go(store: SqliteStore) -> int:
+        return (await store.create_mailbox(1, "New")).uidvalidity
+
+    assert with_store(tmp_path, go) == 4_000_000_001
+
+
+def test_one_failing_job_does_not_undo_its_batch(tmp_path: Path) -> None:
+    async def go(store: SqliteStore) -> list[object]:
+        await store.add_domain("example.test")
+        gate = threading.Event()
+        blocker = asyncio.ensure_future(store._writer.run(lambda c: gate.wait(10)))
+        jobs = [
+            store.add_account("a@example.test", "h"),
+            store.add_account("a@example.test", "h"),  # Conflict, in the same batch
+            store._writer.run(lambda c: c.execute("INSERT INTO nowhere VALUES (1)")),
+            store._writer.run(lambda c: 1 // 0),  # a bug, not a storage error
+            store.add_account("b@example.test", "h"),
+        ]
+        tasks = [asyncio.ensure_future(j) for j in jobs]
+        await asyncio.sleep(0)  # let every job reach the writer's queue
+        gate.set()
+        await blocker
+        return list(await asyncio.gather(*tasks, return_exceptions=True))
+
+    results = with_store(tmp_path, go)
+    assert isinstance(results[0], Account)
+    assert isinstance(results[1], Conflict)
+    assert isinstance(results[2], TransientStorageError)
+    assert isinstance(results[3], ZeroDivisionError)
+    assert isinstance(results[4], Account)
+    assert {a for (a,) in _db(tmp_path).execute("SELECT address FROM accounts")} == {
+        "a@example.test",
+        "b@example.test",
+    }
+
+
+def test_writer_survives_a_buggy_job(tmp_path: Path) -> None:
+    async def go(store: SqliteStore) -> list[str]:
+        with pytest.raises(KeyError):
+            await store._writer.run(lambda c: {}["missing"])
+        await store.add_domain("still.works")
+        return [d.name for d in await store.list_domains()]
+
+    assert with_store(tmp_path, go) == ["still.works"]
+
+
+def test_reader_errors_are_storage_errors(tmp_path: Path) -> None:
+    async def go(store: SqliteStore) -> None:
+        with pytest.raises(TransientStorageError):
+            await store._readers.run(lambda c: c.execute("SELECT * FROM nowhere"))
+
+    with_store(tmp_path, go)
+
+
+def test_cancelled_delivery_never_leaves_a_row_without_its_file(tmp_path: Path) -> None:
+    # A session cancelled (client gone, timeout) while its delivery waits for the writer:
+    # the queued job may still commit, so the file it references must stay.
+    async def go(store: SqliteStore) -> tuple[list[int], bytes | None]:
+        acct = await _alice(store)
+        gate = threading.Event()
+        queued = asyncio.Event()
+        blocker = asyncio.ensure_future(store._writer.run(lambda c: gate.wait(10)))
+        real_run = store._writer.run
+
+        async def run(job):  # type: ignore[no-untyped-def]
+            queued.set()
+            return await real_run(job)
+
+        store._writer.run = run  # type: ignore[method-assign]
+        task = asyncio.ensure_future(_deliver(store, BIG, acct, "QUEUECANCEL01"))
+        await asyncio.wait_for(queued.wait(), 10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        gate.set()
+        await blocker
+        store._writer.run = real_run  # type: ignore[method-assign]
+        await store.list_domains()
+        await store.add_domain("after.test")  # runs after the cancelled job's batch
+        box = await store.get_mailbox(acct.id, INBOX)
+        placements = await store.list_placements(box.id)
+        body = await store.read_message(placements[0].message_id) if placements else None
+        return [p.uid for p in placements], body
+
+    uids, body = with_store(tmp_path, go)
+    assert uids == [1] and body == BIG
+
+
+def test_read_message_whose_file_vanished_is_not_found(tmp_path: Path) -> None:
+    async def go(store: SqliteStore) -> None:
+        acct = await _alice(store)
+        await _deliver(store, BIG, acct, "QUEUEVANISH01")
+        (p,) = await store.list_placements((await store.get_mailbox(acct.id, INBOX)).id)
+        for f in (tmp_path / "blobs").glob("01/*"):
+            f.unlink()
+        with pytest.raises(NotFound):
+            await store.read_message(p.message_id)
+
+    with_store(tmp_path, go)
+
+
+def test_blob_from_another_store_is_refused(tmp_path: Path) -> None:
+    from mailwright.store.errors import StoreError
+
+    class Foreign:
+        size = 0
+
+        def write(self, data: bytes) -> None: ...
+
+        def abort(self) -> None: ...
+
+    async def go(store: SqliteStore) -> None:
+        with pytest.raises(StoreError):
+            await store.deliver(Foreign(), "Q", 0, [Target(1)])
+
+    with_store(tmp_path, go)
+
+
+def test_wal_and_full_sync(tmp_path: Path) -> None:
+    async def go(store: SqliteStore) -> tuple[str, int]:
+        conn = store._writer._conn
+        return (
+            conn.execute("PRAGMA journal_mode").fetchone()[0],
+            conn.execute("PRAGMA synchronous").fetchone()[0],
+        )
+
+    assert with_store(tmp_path, go) == ("wal", 2)
