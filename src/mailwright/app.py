@@ -1,22 +1,35 @@
 """The composition root: config → store → services → listeners. Only here (and in the CLI)
 is a concrete store named.
+
+Process model: with ``workers = 1`` one process serves everything. With more, a
+supervisor binds every listening socket, recovers the store after a crash (the blob
+sweep) once, then forks the workers; each runs its own event loop and store connections
+over the same data directory and accepts from the shared sockets. Connection caps are
+shared (``serve.limits``). Workers die with the supervisor (PR_SET_PDEATHSIG), so a
+SIGKILL of the supervisor is a SIGKILL of the whole server.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
+import os
 import signal
+import socket
 import ssl
 import sys
+import time
+import traceback
 from pathlib import Path
 
 from mailwright.config import Config
 from mailwright.config.loader import parse_listen
 from mailwright.core.log import event as log_event
 from mailwright.intake.routing import Router
-from mailwright.serve.smtp import SmtpListener
+from mailwright.serve.limits import ConnectionLimiter
+from mailwright.serve.smtp import SmtpListener, bind
 from mailwright.serve.tls import server_context
 from mailwright.store.sqlite import SqliteStore
 
@@ -24,14 +37,24 @@ log = logging.getLogger("mailwright.app")
 
 
 class App:
-    """One running mailwright. Several may run in one process (tests rely on it)."""
+    """One running mailwright (or one worker of it). Several may run in one process."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        smtp_sockets: list[socket.socket] | None = None,
+        limiter: ConnectionLimiter | None = None,
+        sweep: bool = True,
+    ) -> None:
         self.config = config
         self.data_dir = Path(config.data_dir)
         self.store: SqliteStore | None = None
         self.smtp: SmtpListener | None = None
         self.smtp_addresses: list[tuple[str, int]] = []
+        self._smtp_sockets = smtp_sockets
+        self._limiter = limiter
+        self._sweep = sweep
         self._tls: ssl.SSLContext | None = None
         self._stop = asyncio.Event()
 
@@ -53,7 +76,7 @@ class App:
 
     async def start(self) -> None:
         self._tls = self.load_tls()
-        self.store = await asyncio.to_thread(SqliteStore, self.data_dir)
+        self.store = await asyncio.to_thread(SqliteStore, self.data_dir, sweep=self._sweep)
         router = Router(
             self.store.accounts,
             self.config.smtp.subaddress_delimiter,
@@ -65,19 +88,21 @@ class App:
             router=router,
             messages=self.store.messages,
             tls_context=lambda: self._tls,
+            limiter=self._limiter,
         )
-        for item in self.config.smtp.listen:
-            host, port = parse_listen(item)
-            server = await self.smtp.listen(host, port)
-            for sock in server.sockets:
-                name = sock.getsockname()
-                self.smtp_addresses.append((str(name[0]), int(name[1])))
+        sockets = self._smtp_sockets
+        if sockets is None:
+            sockets = bind_listeners(self.config)
+        for sock in sockets:
+            await self.smtp.listen_socket(sock)
+            self.smtp_addresses.append(address_of(sock))
         log_event(
             log,
             logging.INFO,
             "app.started",
             smtp=" ".join(f"{h}:{p}" for h, p in self.smtp_addresses),
             data_dir=str(self.data_dir),
+            pid=os.getpid(),
         )
 
     def request_stop(self) -> None:
@@ -89,15 +114,16 @@ class App:
         if self.store is not None:
             await self.store.close()
             self.store = None
-        log_event(log, logging.INFO, "app.stopped")
+        log_event(log, logging.INFO, "app.stopped", pid=os.getpid())
 
-    async def serve_forever(self) -> None:
+    async def serve_forever(self, *, banner: bool = True) -> None:
         await self.start()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self.reload_tls)
-        self.print_banner()
+        if banner:
+            print_banner(self.config, self.smtp_addresses, 1)
         try:
             await self._stop.wait()
         finally:
@@ -105,23 +131,161 @@ class App:
                 loop.remove_signal_handler(sig)
             await self.stop()
 
-    def print_banner(self) -> None:
-        lines = [f"mailwright is running for {self.config.hostname} (data in {self.data_dir})"]
-        for host, port in self.smtp_addresses:
-            lines.append(f"  SMTP (inbound, STARTTLS)  {host}:{port}")
-        lines.append("Stop with Ctrl-C (SIGTERM); reload the TLS certificate with SIGHUP.")
-        print("\n".join(lines), flush=True)
+
+def bind_listeners(config: Config) -> list[socket.socket]:
+    return [bind(*parse_listen(item)) for item in config.smtp.listen]
+
+
+def address_of(sock: socket.socket) -> tuple[str, int]:
+    name = sock.getsockname()
+    return str(name[0]), int(name[1])
+
+
+def print_banner(config: Config, smtp: list[tuple[str, int]], workers: int) -> None:
+    lines = [
+        f"mailwright is running for {config.hostname} (data in {config.data_dir},"
+        f" {workers} worker process{'es' if workers > 1 else ''})"
+    ]
+    for host, port in smtp:
+        lines.append(f"  SMTP (inbound, STARTTLS)  {host}:{port}")
+    lines.append("Stop with Ctrl-C (SIGTERM); reload the TLS certificate with SIGHUP.")
+    print("\n".join(lines), flush=True)
+
+
+def _run_loop(app: App, *, banner: bool) -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        asyncio.run(app.serve_forever(banner=banner))
+    else:
+        uvloop.run(app.serve_forever(banner=banner))
 
 
 def run(config: Config) -> int:
     """Run until SIGTERM/SIGINT; exit status 0 on a clean stop."""
-    app = App(config)
-    with contextlib.suppress(KeyboardInterrupt):
+    workers = config.workers or os.cpu_count() or 1
+    if workers == 1:
+        with contextlib.suppress(KeyboardInterrupt):
+            _run_loop(App(config), banner=True)
+        sys.stdout.flush()
+        return 0
+    return Supervisor(config, workers).run()
+
+
+class Supervisor:
+    """Binds the sockets, forks ``workers`` processes, forwards signals, restarts the dead."""
+
+    _SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD}
+
+    def __init__(self, config: Config, workers: int) -> None:
+        self.config = config
+        self.workers = workers
+        self.children: dict[int, int] = {}  # pid -> worker number
+        self.started: dict[int, float] = {}  # worker number -> start time
+        self.stopping = False
+
+    def run(self) -> int:
+        # Crash recovery (the blob sweep) happens once, before any worker writes.
+        async def recover() -> None:
+            store = await asyncio.to_thread(SqliteStore, Path(self.config.data_dir), sweep=True)
+            await store.close()
+
+        asyncio.run(recover())
+        App(self.config).load_tls()  # a bad certificate stops us here, not in every worker
+        sockets = bind_listeners(self.config)
+        limiter = ConnectionLimiter(
+            self.workers, self.config.smtp.max_connections, self.config.smtp.max_connections_per_ip
+        )
+        signal.pthread_sigmask(signal.SIG_BLOCK, self._SIGNALS)
+        sys.stdout.flush()  # or every worker inherits, and later repeats, what is buffered
+        sys.stderr.flush()
+        for n in range(self.workers):
+            self._spawn(n, sockets, limiter)
+        print_banner(self.config, [address_of(s) for s in sockets], self.workers)
+        log_event(log, logging.INFO, "supervisor.started", workers=self.workers, pid=os.getpid())
+        while self.children:
+            sig = signal.sigwait(self._SIGNALS)
+            if sig in (signal.SIGTERM, signal.SIGINT) and not self.stopping:
+                self.stopping = True
+                self._forward(signal.SIGTERM)
+                self._wait_children(self.config.smtp.shutdown_grace + 10)
+            elif sig == signal.SIGHUP:
+                self._forward(signal.SIGHUP)
+            elif sig == signal.SIGCHLD:
+                self._reap(sockets, limiter)
+        log_event(log, logging.INFO, "supervisor.stopped")
+        return 0
+
+    def _spawn(self, n: int, sockets: list[socket.socket], limiter: ConnectionLimiter) -> None:
+        parent = os.getpid()
+        pid = os.fork()
+        if pid:
+            self.children[pid] = n
+            self.started[n] = time.monotonic()
+            return
+        code = 0
         try:
-            import uvloop
-        except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-            asyncio.run(app.serve_forever())
-        else:
-            uvloop.run(app.serve_forever())
-    sys.stdout.flush()
-    return 0
+            _die_with(parent)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, self._SIGNALS)
+            limiter.worker = n
+            _run_loop(
+                App(self.config, smtp_sockets=sockets, limiter=limiter, sweep=False), banner=False
+            )
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+
+    def _forward(self, sig: int) -> None:
+        for pid in self.children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    def _reap(self, sockets: list[socket.socket], limiter: ConnectionLimiter) -> None:
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                self.children.clear()
+                return
+            if pid == 0:
+                return
+            n = self.children.pop(pid, None)
+            if n is None:
+                continue
+            limiter.clear(n)
+            if self.stopping:
+                continue
+            log_event(log, logging.ERROR, "worker.died", worker=n, pid=pid, status=status)
+            if time.monotonic() - self.started.get(n, 0) < 1.0:
+                time.sleep(1.0)  # a worker that cannot start must not spin
+            self._spawn(n, sockets, limiter)
+
+    def _wait_children(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self.children and time.monotonic() < deadline:
+            try:
+                pid, _status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid:
+                self.children.pop(pid, None)
+            else:
+                time.sleep(0.05)
+        self._forward(signal.SIGKILL)
+        for pid in list(self.children):
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+        self.children.clear()
+
+
+def _die_with(parent: int) -> None:
+    """Linux: this worker gets SIGKILL when the supervisor dies, however it dies."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os._exit(1)

@@ -4,6 +4,7 @@ connections, signals. After each, the server serves the next client."""
 from __future__ import annotations
 
 import contextlib
+import os
 import select
 import signal
 import smtplib
@@ -288,3 +289,56 @@ def test_many_concurrent_clients(server: Server, n: int) -> None:
         t.join(timeout=60)
     assert all(r == "ok" or r == "refused 421" for r in results), results
     assert len(server.inbox("alice@example.test")) == results.count("ok")
+
+
+def _workers(server: Server) -> list[int]:
+    assert server.proc is not None
+    children = Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children").read_text().split()
+    return [int(c) for c in children]
+
+
+def test_a_dead_worker_is_replaced(tmp_path: Path) -> None:
+    with running(tmp_path, MAILWRIGHT_WORKERS="2") as server:
+        deadline = time.monotonic() + 10
+        while len(_workers(server)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        first = _workers(server)
+        assert len(first) == 2
+        os.kill(first[0], signal.SIGKILL)
+        while time.monotonic() < deadline:
+            now = _workers(server)
+            if len(now) == 2 and first[0] not in now:
+                break
+            time.sleep(0.05)
+        assert len(_workers(server)) == 2 and first[0] not in _workers(server)
+        for _ in range(6):  # whichever worker accepts, mail is stored
+            assert serves(server)
+        assert "worker.died" in server.log()
+
+
+def _alive(pid: int) -> bool:
+    """Running, as opposed to gone or a zombie nobody has reaped yet."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_supervisor_sigkill_takes_the_workers_with_it(tmp_path: Path) -> None:
+    with running(tmp_path, MAILWRIGHT_WORKERS="2") as server:
+        deadline = time.monotonic() + 10
+        while len(_workers(server)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        workers = _workers(server)
+        server.kill()
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(_alive(pid) for pid in workers)
+
+
+def test_single_process_mode(tmp_path: Path) -> None:
+    with running(tmp_path, MAILWRIGHT_WORKERS="1") as server:
+        with smtplib.SMTP(server.host, server.port, timeout=10) as smtp:
+            smtp.sendmail("a@remote.test", ["alice@example.test"], b"Subject: x\r\n\r\nx\r\n")
+        assert len(server.inbox("alice@example.test")) == 1
+        assert server.stop() == 0

@@ -154,6 +154,8 @@ def _check(config: Config) -> None:
         raise ConfigError("smtp.subaddress_delimiter", "must be one character or empty")
     for i, item in enumerate(smtp.listen):
         parse_listen(item, f"smtp.listen[{i}]")
+    if not 0 <= config.workers <= 64:
+        raise ConfigError("workers", "must be between 0 (one per CPU) and 64")
     if not config.hostname or any(c in config.hostname for c in " \r\n\t\0"):
         raise ConfigError("hostname", "must be a host name without spaces")
 

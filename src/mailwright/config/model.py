@@ -46,6 +46,7 @@ class SmtpConfig:
 class Config:
     data_dir: str
     hostname: str = "localhost"
+    workers: int = 0  # worker processes; 0 = one per CPU
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
     log: LogConfig = field(default_factory=LogConfig)

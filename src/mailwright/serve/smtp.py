@@ -17,9 +17,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from mailwright.config import SmtpConfig
 from mailwright.core.ids import new_connection_id
@@ -29,6 +30,7 @@ from mailwright.intake.smtp import Peer, SmtpSession, limits_from
 from mailwright.proto.smtp import events as ev
 from mailwright.proto.smtp import replies
 from mailwright.proto.smtp.server import ServerConnection
+from mailwright.serve.limits import ConnectionLimiter
 from mailwright.serve.tls import describe
 from mailwright.store.api import Messages
 
@@ -44,14 +46,13 @@ class _Conn:
     reading: bool = False  # waiting for bytes from the client
     deadline: float = 0.0  # loop time by which the next event must be complete
     timed_out: bool = False
+    counted: bool = True  # still holds a slot in the connection caps
 
 
 @dataclass(slots=True)
 class ListenerStats:
     connections: int = 0
     refused: int = 0
-    active: int = 0
-    per_ip: dict[str, int] = field(default_factory=dict)
 
 
 class SmtpListener:
@@ -63,6 +64,7 @@ class SmtpListener:
         router: Router,
         messages: Messages,
         tls_context: Callable[[], ssl.SSLContext | None],
+        limiter: ConnectionLimiter | None = None,
     ) -> None:
         self.hostname = hostname
         self.config = config
@@ -71,13 +73,21 @@ class SmtpListener:
         self.tls_context = tls_context
         self.limits = limits_from(config)
         self.stats = ListenerStats()
+        self.limiter = limiter or ConnectionLimiter(
+            1, config.max_connections, config.max_connections_per_ip
+        )
         self._conns: dict[asyncio.Task[None], _Conn] = {}
         self._servers: list[asyncio.Server] = []
         self._stopping = False
         self._reaper: asyncio.Task[None] | None = None
 
     async def listen(self, host: str, port: int) -> asyncio.Server:
-        server = await asyncio.start_server(self._accept, host, port, limit=_READ * 2, backlog=1024)
+        return await self.listen_socket(bind(host, port))
+
+    async def listen_socket(self, sock: socket.socket) -> asyncio.Server:
+        """Serve on an already bound socket (shared by every worker process)."""
+        sock.setblocking(False)
+        server = await asyncio.start_server(self._accept, sock=sock, limit=_READ * 2)
         self._servers.append(server)
         if self._reaper is None:
             self._reaper = asyncio.create_task(self._reap())
@@ -99,11 +109,7 @@ class SmtpListener:
         peername = writer.get_extra_info("peername") or ("?", 0)
         ip, port = str(peername[0]), int(peername[1])
         stats = self.stats
-        if (
-            self._stopping
-            or stats.active >= self.config.max_connections
-            or stats.per_ip.get(ip, 0) >= self.config.max_connections_per_ip
-        ):
+        if self._stopping or not self.limiter.acquire(ip):
             stats.refused += 1
             reply = replies.SHUTTING_DOWN if self._stopping else replies.TOO_MANY_CONNECTIONS
             log_event(log, logging.WARNING, "limit.hit", what="connections", client=ip)
@@ -114,10 +120,9 @@ class SmtpListener:
             return
         task = asyncio.current_task()
         if task is None:  # pragma: no cover - start_server always runs us in a task
+            self.limiter.release(ip)
             return
         stats.connections += 1
-        stats.active += 1
-        stats.per_ip[ip] = stats.per_ip.get(ip, 0) + 1
         conn = _Conn(task, ip)
         self._conns[task] = conn
         peer = Peer(ip, port, new_connection_id())
@@ -149,12 +154,7 @@ class SmtpListener:
         finally:
             session.abort()
             del self._conns[task]
-            stats.active -= 1
-            left = stats.per_ip[ip] - 1
-            if left:
-                stats.per_ip[ip] = left
-            else:
-                del stats.per_ip[ip]
+            self._release(conn)
             with contextlib.suppress(Exception):
                 writer.close()
             log_event(
@@ -204,10 +204,18 @@ class SmtpListener:
             if isinstance(event, ev.StartTls) and reply.code == 220:
                 await self._start_tls(reader, writer, machine, session, out)
                 out.clear()
+        # Free the slot before the last reply goes out: a client that reconnects the
+        # moment it reads 221 must not be refused for its own closing connection.
+        self._release(conn)
         if out:
             with contextlib.suppress(ConnectionError):
                 writer.write(out)
                 await writer.drain()
+
+    def _release(self, conn: _Conn) -> None:
+        if conn.counted:
+            conn.counted = False
+            self.limiter.release(conn.ip)
 
     async def _start_tls(
         self,
@@ -265,3 +273,9 @@ class SmtpListener:
                 await asyncio.wait(pending, timeout=5)
         for server in self._servers:
             await server.wait_closed()
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket; IPv6 addresses listen on IPv6 only (list both to get both)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family, backlog=1024)
