@@ -46,10 +46,13 @@ class MessageScanner:
         # Open MIME levels: a multipart's boundary, or None for an attached message/rfc822.
         self._levels: list[bytes | None] = []
         self.problem: MessageProblem | None = None
+        # Out of every header with no open multipart: nothing later can matter, so the
+        # rest of the message is not looked at (the common plain-text case).
+        self._done = False
         self.header_bytes = b""  # the top-level header block, kept up to the size limit
 
     def feed(self, data: bytes) -> None:
-        if self.problem is not None:
+        if self.problem is not None or self._done:
             return
         lines = (self._partial + data).split(b"\n")
         self._partial = lines.pop()
@@ -63,7 +66,7 @@ class MessageScanner:
         self._bound_partial()
 
     def close(self) -> None:
-        if self._partial and self.problem is None and not self._skip:
+        if self._partial and self.problem is None and not self._skip and not self._done:
             self._line(self._partial)
         self._partial = b""
         self._skip = False
@@ -113,6 +116,7 @@ class MessageScanner:
                 continue
             if stripped == b"--" + b + b"--":
                 del self._levels[depth:]
+                self._check_done()
                 return
             if stripped == b"--" + b:
                 del self._levels[depth + 1 :]
@@ -135,6 +139,12 @@ class MessageScanner:
             self._in_header = True
             self._content_type = b""
         self._in_ct = False
+        self._check_done()
+
+    def _check_done(self) -> None:
+        if not self._in_header and all(level is None for level in self._levels):
+            self._done = True
+            self._partial = b""
 
     def _push(self, level: bytes | None) -> None:
         self._levels.append(level)

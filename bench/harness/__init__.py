@@ -1,0 +1,1 @@
+"""Benchmark harness: mailwright side by side with Postfix (see bench/README.md)."""

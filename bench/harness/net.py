@@ -1,0 +1,34 @@
+"""Loopback helpers: free ports and waiting for a listener (bounded)."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_banner(port: int, timeout: float = 30.0) -> str:
+    """Connect to 127.0.0.1:port until a 220 greeting arrives; return it."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2.0) as s:
+                data = s.recv(512).decode("latin-1")
+                if data.startswith("220"):
+                    try:
+                        s.sendall(b"QUIT\r\n")
+                        s.recv(512)
+                    except OSError:
+                        pass
+                    return data.strip()
+                last = RuntimeError(f"unexpected greeting {data!r}")
+        except OSError as e:
+            last = e
+        time.sleep(0.1)
+    raise TimeoutError(f"no SMTP greeting on 127.0.0.1:{port} within {timeout}s: {last}")
