@@ -239,8 +239,7 @@ class SmtpSession:
             self._finish(tx, event.rejected)
             return event.rejected
         if not event.last:
-            size = tx.blob.size if tx.blob is not None else 0
-            return Reply(250, "2.0.0", f"{size} octets received so far")
+            return Reply(250, "2.0.0", f"{tx.octets} octets received so far")
         problem = tx.problem()
         if problem is not None:
             reply = _CONTENT_REPLIES[problem.kind]

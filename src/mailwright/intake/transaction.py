@@ -30,6 +30,7 @@ class Transaction:
     blob: BlobWriter | None = None
     scanner: MessageScanner | None = None
     received_at: int = 0
+    octets: int = 0  # body octets received from the client (after dot-unstuffing)
 
     @property
     def smtputf8(self) -> bool:
@@ -45,6 +46,7 @@ class Transaction:
     def write(self, data: bytes) -> None:
         if self.blob is None or self.scanner is None:
             return
+        self.octets += len(data)
         self.scanner.feed(data)
         self.blob.write(data)
 
