@@ -32,7 +32,7 @@ def test_json_log_has_one_line_per_transaction(tmp_path: Path) -> None:
         assert r["rcpt"] == "alice@example.test"
         assert r["reply"].startswith("250 2.0.0")
         assert r["conn"] and any(
-            x.get("event") == "smtp.connect" and x.get("conn") == r["conn"] for x in records
+            x.get("event") == "smtp.disconnect" and x.get("conn") == r["conn"] for x in records
         )
     finally:
         server.kill()

@@ -5,8 +5,10 @@ Connections carry a ``conn`` id and messages a ``queue_id``, so one grep shows a
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import re
 import sys
 import time
 from typing import Any
@@ -20,17 +22,28 @@ def event(logger: logging.Logger, level: int, name: str, **fields: Any) -> None:
         logger.log(level, name, extra={"fields": fields})
 
 
+_NEEDS_QUOTES = re.compile(r'[ ="\\]')
+
+
 def _logfmt_value(value: Any) -> str:
-    text = str(value)
-    if text == "" or any(c in text for c in ' ="\\') or not text.isprintable():
+    text = value if isinstance(value, str) else str(value)
+    if text == "" or _NEEDS_QUOTES.search(text) or not text.isprintable():
         return json.dumps(text, ensure_ascii=False)
     return text
 
 
+@functools.lru_cache(maxsize=4)
+def _second(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+
+
+def _timestamp(record: logging.LogRecord) -> str:
+    return f"{_second(int(record.created))}.{int(record.msecs):03d}Z"
+
+
 class LogfmtFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-        parts = [f"ts={ts}.{int(record.msecs):03d}Z", f"level={record.levelname.lower()}"]
+        parts = [f"ts={_timestamp(record)}", f"level={record.levelname.lower()}"]
         parts.append(f"event={_logfmt_value(record.getMessage())}")
         for key, value in getattr(record, "fields", {}).items():
             parts.append(f"{key}={_logfmt_value(value)}")
@@ -42,8 +55,7 @@ class LogfmtFormatter(logging.Formatter):
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "ts": _timestamp(record),
             "level": record.levelname.lower(),
             "event": record.getMessage(),
         }

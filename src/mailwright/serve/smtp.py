@@ -134,7 +134,7 @@ class SmtpListener:
             peer=peer,
             tls_available=self.tls_context() is not None,
         )
-        log_event(log, logging.INFO, "smtp.connect", conn=peer.conn_id, client=ip, port=port)
+        log_event(log, logging.DEBUG, "smtp.connect", conn=peer.conn_id, client=ip, port=port)
         try:
             await self._serve(reader, writer, session, conn)
         except asyncio.CancelledError:
@@ -157,8 +157,16 @@ class SmtpListener:
             self._release(conn)
             with contextlib.suppress(Exception):
                 writer.close()
+            # One line per connection (with its client) besides one per transaction.
             log_event(
-                log, logging.INFO, "smtp.disconnect", conn=peer.conn_id, delivered=session.delivered
+                log,
+                logging.INFO,
+                "smtp.disconnect",
+                conn=peer.conn_id,
+                client=ip,
+                helo=session.helo or "",
+                tls=session.tls_info or "",
+                delivered=session.delivered,
             )
 
     async def _serve(
