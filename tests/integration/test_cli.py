@@ -394,3 +394,20 @@ def test_init_touches_nothing_in_a_used_data_dir(tmp_path: Path, leftover: str) 
     assert (tmp_path / leftover).read_bytes() == before
     assert not (tmp_path / "mailwright.toml").exists()
     assert not cert.exists()
+
+
+def test_serve_with_a_bad_config_starts_nothing(cfg: Path) -> None:
+    err = fails(
+        "serve",
+        config=cfg,
+        env={"MAILWRIGHT_SMTP__MAX_LINE": "10", "MAILWRIGHT_SMTP__LISTEN": '["127.0.0.1:0"]'},
+    )
+    assert "smtp.max_line" in err
+    err = fails("serve", config=cfg, env={"MAILWRIGHT_SMTP__BARE_LF": "sometimes"})
+    assert "smtp.bare_lf" in err and "normalize" in err
+
+
+def test_serve_with_a_broken_certificate_starts_nothing(cfg: Path) -> None:
+    (cfg.parent / "tls" / "cert.pem").write_text("not a certificate\n")
+    err = fails("serve", config=cfg, env={"MAILWRIGHT_SMTP__LISTEN": '["127.0.0.1:0"]'})
+    assert "tls.cert" in err
