@@ -17,4 +17,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
         yield srv
     finally:
         if srv.proc is not None:
-            srv.kill()
+            try:
+                srv.stop(timeout=30)  # a clean stop (also lets coverage save its data)
+            except Exception:  # noqa: BLE001 - whatever went wrong, do not leave it running
+                srv.kill()
