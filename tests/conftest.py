@@ -19,5 +19,5 @@ def server(tmp_path: Path) -> Iterator[Server]:
         if srv.proc is not None:
             try:
                 srv.stop(timeout=30)  # a clean stop (also lets coverage save its data)
-            except Exception:  # noqa: BLE001 - whatever went wrong, do not leave it running
+            except Exception:  # whatever went wrong, do not leave it running
                 srv.kill()
