@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 
@@ -30,6 +31,9 @@ class Reply:
         return Reply(self.code, self.status, text)
 
     def to_bytes(self) -> bytes:
+        return _render(self)
+
+    def _render(self) -> bytes:
         lines = self.lines or ("",)
         out = []
         prefix = f"{self.status} " if self.status else ""
@@ -42,3 +46,9 @@ class Reply:
     def __str__(self) -> str:
         prefix = f"{self.status} " if self.status else ""
         return f"{self.code} {prefix}{' / '.join(self.lines)}"
+
+
+@functools.lru_cache(maxsize=512)
+def _render(reply: Reply) -> bytes:
+    # A pure memo: most replies are the same few constants, rendered on every command.
+    return reply._render()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import time
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
@@ -16,7 +17,7 @@ def _format_second(second: int) -> str:
 def _rfc5322_date(when: datetime | None) -> str:
     if when is not None:
         return format_datetime(when)
-    return _format_second(int(datetime.now(UTC).timestamp()))
+    return _format_second(int(time.time()))
 
 
 def _clean(text: str) -> str:
