@@ -9,6 +9,7 @@ File format (CONVENTIONS.md "Transcript format"), plus two additions:
     @domain D / @account A / @alias SOURCE TARGET... / @config smtp.KEY=TOML-VALUE / @tls
     @expect-stored ADDRESS N       after the exchange, ADDRESS's INBOX holds N messages
     @expect-body ADDRESS LITERAL   the last stored message contains the bytes literal
+    @expect-copies N               the store holds N messages in all (one copy per message)
     C: text        a client line (CRLF added)
     C+ LITERAL     raw client bytes, a Python bytes literal (b"DATA\\n.\\n")
     C* N TEXT      the line TEXT repeated N times, or (TEXT starting with "x") a line of N octets
@@ -25,7 +26,9 @@ import ast
 import asyncio
 import dataclasses
 import re
+import sqlite3
 import tomllib
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,6 +54,7 @@ class Transcript:
     expect: list[tuple[str, str]] = field(default_factory=list)  # (kind, text)
     stored: list[tuple[str, int]] = field(default_factory=list)
     bodies: list[tuple[str, bytes]] = field(default_factory=list)
+    copies: int | None = None
 
 
 def parse(path: Path) -> Transcript:
@@ -78,6 +82,8 @@ def parse(path: Path) -> Transcript:
                     t.tls = True
                 case "expect-stored":
                     t.stored.append((args[0], int(args[1])))
+                case "expect-copies":
+                    t.copies = int(args[0])
                 case "expect-body":
                     address, _, literal = rest.partition(" ")
                     t.bodies.append((address, ast.literal_eval(literal.strip())))
@@ -115,6 +121,7 @@ def chunks(t: Transcript, mode: str) -> list[bytes]:
 class Outcome:
     output: bytes
     stored: dict[str, list[bytes]]
+    copies: int
 
 
 async def play(t: Transcript, mode: str, tmp: Path) -> Outcome:
@@ -162,7 +169,9 @@ async def play(t: Transcript, mode: str, tmp: Path) -> Outcome:
             stored[a] = [
                 await store.read_message(p.message_id) for p in await store.list_placements(box.id)
             ]
-        return Outcome(bytes(out), stored)
+        with closing(sqlite3.connect(tmp / "mailwright.db")) as db:
+            (copies,) = db.execute("SELECT count(*) FROM messages").fetchone()
+        return Outcome(bytes(out), stored, copies)
     finally:
         await store.close()
 
@@ -215,6 +224,8 @@ def run(path: Path, tmp: Path) -> None:
         assert len(first.stored.get(address, [])) == count, (
             f"{address}: {len(first.stored.get(address, []))} stored"
         )
+    if t.copies is not None:
+        assert first.copies == t.copies, f"{first.copies} stored copies, expected {t.copies}"
     for address, needle in t.bodies:
         assert first.stored.get(address), f"{address}: nothing stored"
         assert needle in first.stored[address][-1], (
