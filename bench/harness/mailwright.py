@@ -8,7 +8,6 @@ messages are counted by reading the SQLite ``placements`` table read-only.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -16,11 +15,12 @@ import tempfile
 from pathlib import Path
 
 from harness import net
+from harness.instance import ManagedInstance
 
 PASSWORD = "bench-password-1234"
 
 
-class MailwrightInstance:
+class MailwrightInstance(ManagedInstance):
     name = "mailwright"
     stores = True
 
@@ -118,23 +118,6 @@ class MailwrightInstance:
         if self._log is not None:
             self._log.close()
             self._log = None
-
-    def cleanup(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
-
-    def __enter__(self) -> MailwrightInstance:
-        try:
-            self.setup()
-            self.start()
-        except BaseException:
-            self.stop()
-            self.cleanup()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-        self.cleanup()
 
     # -- measurement -------------------------------------------------------------------
     @property

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -20,6 +19,7 @@ import time
 from pathlib import Path
 
 from harness import net
+from harness.instance import ManagedInstance
 
 POSTFIX = "/usr/sbin/postfix"
 VMAIL_USER = "nobody"  # owner of the delivered files; virtual_minimum_uid is 100
@@ -98,7 +98,7 @@ smtpd_client_auth_rate_limit = 0
 """
 
 
-class PostfixInstance:
+class PostfixInstance(ManagedInstance):
     name = "postfix"
     stores = True
 
@@ -155,23 +155,6 @@ class PostfixInstance:
         if _alive(self.master_pid):
             os.kill(self.master_pid, signal.SIGKILL)  # our own master, by PID
         self.master_pid = None
-
-    def cleanup(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
-
-    def __enter__(self) -> PostfixInstance:
-        try:
-            self.setup()
-            self.start()
-        except BaseException:
-            self.stop()
-            self.cleanup()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-        self.cleanup()
 
     # -- measurement -------------------------------------------------------------------
     @property
