@@ -411,3 +411,9 @@ def test_serve_with_a_broken_certificate_starts_nothing(cfg: Path) -> None:
     (cfg.parent / "tls" / "cert.pem").write_text("not a certificate\n")
     err = fails("serve", config=cfg, env={"MAILWRIGHT_SMTP__LISTEN": '["127.0.0.1:0"]'})
     assert "tls.cert" in err
+
+
+def test_check_config_names_a_missing_key_file(cfg: Path) -> None:
+    (cfg.parent / "tls" / "key.pem").unlink()
+    err = fails("check-config", config=cfg)
+    assert "tls.key" in err and "key.pem" in err

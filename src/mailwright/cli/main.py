@@ -156,20 +156,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from mailwright.serve.tls import server_context
+    from mailwright.app import App
 
-    config = _load(args)
-    data_dir = Path(config.data_dir)
-    for key, p in (("tls.cert", config.tls.cert), ("tls.key", config.tls.key)):
-        path = Path(p) if Path(p).is_absolute() else data_dir / p
-        if not path.exists():
-            raise ConfigError(key, f"file not found: {path}")
-    server_context(
-        Path(config.tls.cert)
-        if Path(config.tls.cert).is_absolute()
-        else data_dir / config.tls.cert,
-        Path(config.tls.key) if Path(config.tls.key).is_absolute() else data_dir / config.tls.key,
-    )
+    App(_load(args)).load_tls()  # the same loading `serve` does, certificate included
     print(f"{_config_path(args)}: ok")
     return 0
 

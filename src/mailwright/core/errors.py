@@ -1,26 +1,11 @@
-"""Errors that carry the reply to send: public text apart from the logged reason."""
+"""Errors raised on purpose. A peer's protocol mistakes are not exceptions: the machines
+report them as events carrying the reply to send (``proto.smtp.events.Invalid``)."""
 
 from __future__ import annotations
-
-from mailwright.core.reply import Reply
 
 
 class MailwrightError(Exception):
     """Base of every error this package raises on purpose."""
-
-
-class ProtocolError(MailwrightError):
-    """A protocol rule was broken. ``reply`` is what the peer is told; ``reason``
-    is what the log says (it may hold detail the peer should not see)."""
-
-    def __init__(self, reply: Reply, reason: str | None = None) -> None:
-        super().__init__(reason or str(reply))
-        self.reply = reply
-        self.reason = reason or str(reply)
-
-
-class RemoteProtocolError(ProtocolError):
-    """The peer misbehaved: send ``reply`` and carry on (or close, if the reply says so)."""
 
 
 class LocalProtocolError(MailwrightError):

@@ -49,7 +49,6 @@ class MessageScanner:
         # Out of every header with no open multipart: nothing later can matter, so the
         # rest of the message is not looked at (the common plain-text case).
         self._done = False
-        self.header_bytes = b""  # the top-level header block, kept up to the size limit
 
     def feed(self, data: bytes) -> None:
         if self.problem is not None or self._done:
@@ -88,7 +87,6 @@ class MessageScanner:
                 if self._header_size > self._max_header:
                     self.problem = MessageProblem("header_size", "header block too large")
                     return
-                self.header_bytes += line
             if len(line) > _MAX_HEADER_LINE:
                 self.problem = MessageProblem("header_size", "header line too long")
                 return

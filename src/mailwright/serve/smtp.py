@@ -49,12 +49,6 @@ class _Conn:
     counted: bool = True  # still holds a slot in the connection caps
 
 
-@dataclass(slots=True)
-class ListenerStats:
-    connections: int = 0
-    refused: int = 0
-
-
 class SmtpListener:
     def __init__(
         self,
@@ -72,7 +66,6 @@ class SmtpListener:
         self.messages = messages
         self.tls_context = tls_context
         self.limits = limits_from(config)
-        self.stats = ListenerStats()
         self.limiter = limiter or ConnectionLimiter(
             1, config.max_connections, config.max_connections_per_ip
         )
@@ -80,9 +73,6 @@ class SmtpListener:
         self._servers: list[asyncio.Server] = []
         self._stopping = False
         self._reaper: asyncio.Task[None] | None = None
-
-    async def listen(self, host: str, port: int) -> asyncio.Server:
-        return await self.listen_socket(bind(host, port))
 
     async def listen_socket(self, sock: socket.socket) -> asyncio.Server:
         """Serve on an already bound socket (shared by every worker process)."""
@@ -108,9 +98,7 @@ class SmtpListener:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peername = writer.get_extra_info("peername") or ("?", 0)
         ip, port = str(peername[0]), int(peername[1])
-        stats = self.stats
         if self._stopping or not self.limiter.acquire(ip):
-            stats.refused += 1
             reply = replies.SHUTTING_DOWN if self._stopping else replies.TOO_MANY_CONNECTIONS
             log_event(log, logging.WARNING, "limit.hit", what="connections", client=ip)
             with contextlib.suppress(ConnectionError):
@@ -122,7 +110,6 @@ class SmtpListener:
         if task is None:  # pragma: no cover - start_server always runs us in a task
             self.limiter.release(ip)
             return
-        stats.connections += 1
         conn = _Conn(task, ip)
         self._conns[task] = conn
         peer = Peer(ip, port, new_connection_id())

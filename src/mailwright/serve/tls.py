@@ -22,8 +22,9 @@ def server_context(cert: Path, key: Path) -> ssl.SSLContext:
     ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
     try:
         ctx.load_cert_chain(cert, key)
-    except FileNotFoundError as exc:
-        raise ConfigError("tls.cert", f"file not found: {exc.filename}") from None
+    except FileNotFoundError:
+        key_name, path = ("tls.key", key) if cert.exists() else ("tls.cert", cert)
+        raise ConfigError(key_name, f"file not found: {path}") from None
     except (ssl.SSLError, OSError) as exc:
         raise ConfigError("tls.cert", f"cannot load certificate/key: {exc}") from None
     return ctx

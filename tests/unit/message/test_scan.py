@@ -58,12 +58,6 @@ def test_header_size_counts_the_whole_block_including_the_blank_line() -> None:
     assert verdict(scanner(max_header_size=13), msg) == "header_size"
 
 
-def test_header_bytes_keeps_the_top_level_block() -> None:
-    s = scanner()
-    verdict(s, b"From: a@x.test\r\nSubject: hi\r\n\r\nbody line\r\n")
-    assert s.header_bytes == b"From: a@x.test\r\nSubject: hi\r\n\r\n"
-
-
 def test_body_and_part_headers_do_not_count_as_header_size() -> None:
     big_part = b"X-Part: " + b"p" * 500 + b"\r\n\r\n" + b"b" * 5000
     msg = b"Subject: s\r\n" + multipart("zz", big_part)
@@ -279,5 +273,3 @@ def test_same_verdict_under_any_chunking(
         assert verdict(chunked, data, [c for c in cuts if c < len(data)]) == expected
         bytewise = fresh()
         assert verdict(bytewise, data, range(1, len(data))) == expected
-    if expected is None:
-        assert chunked.header_bytes == bytewise.header_bytes == whole.header_bytes
