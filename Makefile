@@ -1,4 +1,5 @@
-# Conveniences for people who have make; ./dev is the contract (it needs only python3).
+# The README's two commands. Both delegate to ./dev, which needs only python3
+# (use `./dev run` / `./dev test` directly on a machine without make).
 .PHONY: run test bench
 run:
 	./dev run
