@@ -60,7 +60,7 @@ class MessageScanner:
                 self._skip = False  # the end of the over-long body line
                 continue
             self._line(line + b"\n")
-            if self.problem is not None:
+            if self.problem is not None or self._done:
                 return
         self._bound_partial()
 

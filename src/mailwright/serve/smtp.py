@@ -20,7 +20,6 @@ import logging
 import socket
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from mailwright.config import SmtpConfig
 from mailwright.core.ids import new_connection_id
@@ -30,23 +29,24 @@ from mailwright.intake.smtp import Peer, SmtpSession, limits_from
 from mailwright.proto.smtp import events as ev
 from mailwright.proto.smtp import replies
 from mailwright.proto.smtp.server import ServerConnection
+from mailwright.serve.conn import Connection, Reaper
 from mailwright.serve.limits import ConnectionLimiter
-from mailwright.serve.tls import describe
 from mailwright.store.api import Messages
 
 log = logging.getLogger("mailwright.smtp")
-_READ = 65536
 
 
-@dataclass(slots=True)
-class _Conn:
-    task: asyncio.Task[None]
-    ip: str
-    idle: bool = True  # waiting for a command outside any transaction
-    reading: bool = False  # waiting for bytes from the client
-    deadline: float = 0.0  # loop time by which the next event must be complete
-    timed_out: bool = False
-    counted: bool = True  # still holds a slot in the connection caps
+class _SmtpConnection(Connection):
+    def __init__(self, listener: SmtpListener) -> None:
+        super().__init__()
+        self.listener = listener
+        self.ip = "?"
+        self.idle = True  # waiting for a command outside any transaction
+        self.counted = False  # holds a slot in the connection caps
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.listener._open(self)
 
 
 class SmtpListener:
@@ -69,50 +69,38 @@ class SmtpListener:
         self.limiter = limiter or ConnectionLimiter(
             1, config.max_connections, config.max_connections_per_ip
         )
-        self._conns: dict[asyncio.Task[None], _Conn] = {}
-        self._servers: list[asyncio.Server] = []
+        self._conns: set[_SmtpConnection] = set()
+        self._servers: list[asyncio.AbstractServer] = []
         self._stopping = False
-        self._reaper: asyncio.Task[None] | None = None
+        self._reaper = Reaper(min(1.0, config.idle_timeout / 4, config.session_timeout / 4))
 
-    async def listen_socket(self, sock: socket.socket) -> asyncio.Server:
+    async def listen_socket(self, sock: socket.socket) -> asyncio.AbstractServer:
         """Serve on an already bound socket (shared by every worker process)."""
         sock.setblocking(False)
-        server = await asyncio.start_server(self._accept, sock=sock, limit=_READ * 2)
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: _SmtpConnection(self), sock=sock)
         self._servers.append(server)
-        if self._reaper is None:
-            self._reaper = asyncio.create_task(self._reap())
+        self._reaper.start()
         return server
 
-    async def _reap(self) -> None:
-        """End every connection whose deadline has passed while it waits to read."""
-        loop = asyncio.get_running_loop()
-        interval = min(1.0, self.config.idle_timeout / 4, self.config.session_timeout / 4)
-        while True:
-            await asyncio.sleep(interval)
-            now = loop.time()
-            for c in self._conns.values():
-                if c.reading and not c.timed_out and now >= c.deadline:
-                    c.timed_out = True
-                    c.task.cancel()
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peername = writer.get_extra_info("peername") or ("?", 0)
-        ip, port = str(peername[0]), int(peername[1])
+    def _open(self, conn: _SmtpConnection) -> None:
+        """A client connected: refuse it at once over a cap, else start its session task."""
+        ip, port = conn.peer
+        conn.ip = ip
         if self._stopping or not self.limiter.acquire(ip):
             reply = replies.SHUTTING_DOWN if self._stopping else replies.TOO_MANY_CONNECTIONS
             log_event(log, logging.WARNING, "limit.hit", what="connections", client=ip)
             with contextlib.suppress(ConnectionError):
-                writer.write(reply.to_bytes())
-                await writer.drain()
-            writer.close()
+                conn.write(reply.to_bytes())
+            conn.close()
             return
-        task = asyncio.current_task()
-        if task is None:  # pragma: no cover - start_server always runs us in a task
-            self.limiter.release(ip)
-            return
-        conn = _Conn(task, ip)
-        self._conns[task] = conn
-        peer = Peer(ip, port, new_connection_id())
+        conn.counted = True
+        self._conns.add(conn)
+        self._reaper.timings.add(conn.timing)
+        conn.timing.task = asyncio.get_running_loop().create_task(self._run(conn, port))
+
+    async def _run(self, conn: _SmtpConnection, port: int) -> None:
+        peer = Peer(conn.ip, port, new_connection_id())
         session = SmtpSession(
             hostname=self.hostname,
             config=self.config,
@@ -121,74 +109,70 @@ class SmtpListener:
             peer=peer,
             tls_available=self.tls_context() is not None,
         )
-        log_event(log, logging.DEBUG, "smtp.connect", conn=peer.conn_id, client=ip, port=port)
+        log_event(log, logging.DEBUG, "smtp.connect", conn=peer.conn_id, client=conn.ip, port=port)
         try:
-            await self._serve(reader, writer, session, conn)
+            await self._serve(conn, session)
         except asyncio.CancelledError:
-            if conn.timed_out:
+            if conn.timing.timed_out:
                 log_event(log, logging.INFO, "smtp.timeout", conn=peer.conn_id)
                 reply = replies.TIMEOUT
             elif self._stopping:
                 reply = replies.SHUTTING_DOWN
             else:
                 raise
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                writer.write(reply.to_bytes())
-        except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
+            with contextlib.suppress(ConnectionError):
+                conn.write(reply.to_bytes())
+        except (ConnectionError, ssl.SSLError) as exc:
             log_event(log, logging.INFO, "smtp.lost", conn=peer.conn_id, error=type(exc).__name__)
         except Exception:
+            # Boundary: a bug in one session closes that connection, never the listener.
             log.exception("smtp.crash", extra={"fields": {"conn": peer.conn_id}})
         finally:
             session.abort()
-            del self._conns[task]
+            self._conns.discard(conn)
+            self._reaper.timings.discard(conn.timing)
             self._release(conn)
-            with contextlib.suppress(Exception):
-                writer.close()
+            conn.close()
             # One line per connection (with its client) besides one per transaction.
             log_event(
                 log,
                 logging.INFO,
                 "smtp.disconnect",
                 conn=peer.conn_id,
-                client=ip,
+                client=conn.ip,
                 helo=session.helo or "",
                 tls=session.tls_info or "",
                 delivered=session.delivered,
             )
 
-    async def _serve(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        session: SmtpSession,
-        conn: _Conn,
-    ) -> None:
+    async def _serve(self, conn: _SmtpConnection, session: SmtpSession) -> None:
         cfg = self.config
+        timing = conn.timing
         machine = ServerConnection(self.limits)
         loop = asyncio.get_running_loop()
         out = bytearray(machine.send_unsolicited(session.greeting()))
         session_end = loop.time() + cfg.session_timeout
-        conn.deadline = min(loop.time() + cfg.idle_timeout, session_end)
+        timing.deadline = min(loop.time() + cfg.idle_timeout, session_end)
         while True:
             event = machine.next_event()
             if event is ev.NEED_DATA:
                 if out:
-                    writer.write(out)
+                    conn.write(out)
                     out.clear()
-                    await writer.drain()
+                    await conn.drain()
                 conn.idle = not machine.in_transaction
                 if self._stopping and conn.idle:
                     out += machine.send_unsolicited(replies.SHUTTING_DOWN)
                     break
-                conn.reading = True
-                data = await reader.read(_READ)
-                conn.reading = False
+                timing.reading = True
+                data = await conn.read()
+                timing.reading = False
                 conn.idle = False
                 machine.receive_data(data)
                 continue
             if event is ev.CLOSED:
                 break
-            conn.deadline = min(loop.time() + cfg.idle_timeout, session_end)
+            timing.deadline = min(loop.time() + cfg.idle_timeout, session_end)
             reply = await session.handle(event)
             if reply is None:
                 continue
@@ -197,44 +181,39 @@ class SmtpListener:
                 await asyncio.sleep(cfg.error_delay)
             out += machine.send(reply)
             if isinstance(event, ev.StartTls) and reply.code == 220:
-                await self._start_tls(reader, writer, machine, session, out)
+                await self._start_tls(conn, machine, session, out)
                 out.clear()
         # Free the slot before the last reply goes out: a client that reconnects the
         # moment it reads 221 must not be refused for its own closing connection.
         self._release(conn)
         if out:
             with contextlib.suppress(ConnectionError):
-                writer.write(out)
-                await writer.drain()
+                conn.write(out)
+                await conn.drain()
 
-    def _release(self, conn: _Conn) -> None:
+    def _release(self, conn: _SmtpConnection) -> None:
         if conn.counted:
             conn.counted = False
             self.limiter.release(conn.ip)
 
     async def _start_tls(
         self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        conn: _SmtpConnection,
         machine: ServerConnection,
         session: SmtpSession,
         out: bytearray,
     ) -> None:
-        writer.write(out)
-        await writer.drain()
+        conn.write(out)
+        await conn.drain()
         # RFC 3207 §4.2: plaintext the client pipelined behind STARTTLS is never read as
-        # TLS-protected input. The machine dropped what it had; drop what the stream holds.
-        pending: bytearray = reader._buffer  # type: ignore[attr-defined]
-        if pending:
-            machine.discarded_plaintext += len(pending)
-            pending.clear()
+        # TLS-protected input. The machine dropped what it had; drop what the socket holds.
+        machine.discarded_plaintext += conn.discard_pending()
         ctx = self.tls_context()
         if ctx is None:  # pragma: no cover - STARTTLS is answered 220 only with a context
             raise ConnectionAbortedError("TLS context vanished")
-        await writer.start_tls(ctx, ssl_handshake_timeout=self.config.tls_handshake_timeout)
-        info = describe(writer.get_extra_info("ssl_object"))
+        info = await conn.start_tls(ctx, self.config.tls_handshake_timeout)
         machine.tls_started()
-        session.tls_started(info or "TLS")
+        session.tls_started(info)
         log_event(
             log,
             logging.INFO,
@@ -249,17 +228,15 @@ class SmtpListener:
         self._stopping = True
         for server in self._servers:
             server.close()
-        if self._reaper is not None:
-            self._reaper.cancel()
-            self._reaper = None
+        self._reaper.stop()
 
     async def shutdown(self, grace: float) -> None:
         """Stop accepting, end idle sessions with 421, let transactions finish within ``grace``."""
         self.close()
-        for c in list(self._conns.values()):
-            if c.idle:
-                c.task.cancel()
-        tasks = [c.task for c in self._conns.values()]
+        tasks = [c.timing.task for c in self._conns if c.timing.task is not None]
+        for c in self._conns:
+            if c.idle and c.timing.task is not None:
+                c.timing.task.cancel()
         if tasks:
             _done, pending = await asyncio.wait(tasks, timeout=grace)
             for task in pending:
