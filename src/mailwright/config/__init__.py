@@ -5,12 +5,21 @@ May import: mailwright.core.
 """
 
 from mailwright.config.loader import ENV_CONFIG, load_config, parse_config
-from mailwright.config.model import Config, LogConfig, SmtpConfig, TlsConfig
+from mailwright.config.model import (
+    AuthConfig,
+    Config,
+    LogConfig,
+    Pop3Config,
+    SmtpConfig,
+    TlsConfig,
+)
 
 __all__ = [
     "ENV_CONFIG",
+    "AuthConfig",
     "Config",
     "LogConfig",
+    "Pop3Config",
     "SmtpConfig",
     "TlsConfig",
     "load_config",

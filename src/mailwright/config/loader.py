@@ -25,6 +25,10 @@ _POSITIVE = {
     "max_mime_depth", "max_errors", "idle_timeout", "tls_handshake_timeout", "session_timeout",
     "max_connections", "max_connections_per_ip",
 }  # fmt: skip
+_POP3_POSITIVE = {
+    "idle_timeout", "login_timeout", "tls_handshake_timeout", "max_line", "max_errors",
+    "max_connections", "max_connections_per_ip",
+}  # fmt: skip
 
 
 def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
@@ -154,6 +158,25 @@ def _check(config: Config) -> None:
         raise ConfigError("smtp.subaddress_delimiter", "must be one character or empty")
     for i, item in enumerate(smtp.listen):
         parse_listen(item, f"smtp.listen[{i}]")
+    pop3 = config.pop3
+    for name in _POP3_POSITIVE:
+        if getattr(pop3, name) <= 0:
+            raise ConfigError(f"pop3.{name}", "must be greater than zero")
+    if pop3.max_line < 512:
+        raise ConfigError("pop3.max_line", "must be at least 512 (AUTH responses are long)")
+    for section, items in (("listen", pop3.listen), ("listen_tls", pop3.listen_tls)):
+        for i, item in enumerate(items):
+            parse_listen(item, f"pop3.{section}[{i}]")
+    auth = config.auth
+    for name in ("window", "max_ip_failures", "max_user_failures"):
+        if getattr(auth, name) <= 0:
+            raise ConfigError(f"auth.{name}", "must be greater than zero")
+    for name in ("free_failures", "max_delay"):
+        if getattr(auth, name) < 0:
+            raise ConfigError(f"auth.{name}", "must not be negative")
+    for name in ("max_ip_failures", "max_user_failures"):
+        if getattr(auth, name) > 65535:
+            raise ConfigError(f"auth.{name}", "must be at most 65535")
     if not 0 <= config.workers <= 64:
         raise ConfigError("workers", "must be between 0 (one per CPU) and 64")
     if not config.hostname or any(c in config.hostname for c in " \r\n\t\0"):

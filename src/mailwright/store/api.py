@@ -158,6 +158,19 @@ class Messages(Protocol):
     async def expunged_since(self, mailbox_id: int, modseq: int) -> list[int]: ...
 
 
+class Lease(Protocol):
+    """A lock held until ``release`` (or until the holder's process dies)."""
+
+    def release(self) -> None: ...
+
+
+class Locks(Protocol):
+    async def lock_maildrop(self, account_id: int) -> Lease | None:
+        """RFC 1939 §8: one POP3 session per maildrop at a time, across every process
+        (and, on a shared backend, every node). None when another session holds it."""
+        ...
+
+
 class ChangeFeed(Protocol):
     def subscribe(self, account_id: int) -> AsyncIterator[Change]: ...
 
@@ -167,5 +180,6 @@ class Store(Protocol):
     mailboxes: Mailboxes
     messages: Messages
     changes: ChangeFeed
+    locks: Locks
 
     async def close(self) -> None: ...

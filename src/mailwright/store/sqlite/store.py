@@ -17,6 +17,7 @@ from mailwright.store.api import (
     Change,
     Delivered,
     Domain,
+    Lease,
     MailboxInfo,
     Placement,
     RecipientLookup,
@@ -26,9 +27,11 @@ from mailwright.store.errors import Conflict, NotFound, QuotaExceeded, StoreErro
 from mailwright.store.feed import LocalChangeFeed
 from mailwright.store.sqlite.blob import INLINE_MAX, SqliteBlobWriter
 from mailwright.store.sqlite.db import Readers, Writer
+from mailwright.store.sqlite.lease import FileLease
 
 DB_NAME = "mailwright.db"
 BLOB_DIR = "blobs"
+LOCK_DIR = "locks"
 
 
 def _now() -> int:
@@ -78,6 +81,9 @@ class SqliteStore:
         self.mailboxes = self
         self.messages = self
         self.changes = self._feed
+        self.locks = self
+        self._lock_dir = data_dir / LOCK_DIR
+        self._lock_dir.mkdir(exist_ok=True)
         if sweep:
             self._sweep()
 
@@ -485,6 +491,11 @@ class SqliteStore:
         if gone:  # only UIDs that were there: a client must not be told of others
             self._feed.publish(Change(account_id, mailbox_id, modseq, "expunge", tuple(gone)))
         return modseq
+
+    async def lock_maildrop(self, account_id: int) -> Lease | None:
+        # flock: per open file, so it excludes other sessions of this process as well as
+        # other workers, and the kernel drops it when a holder dies (no stale locks).
+        return FileLease.try_acquire(self._lock_dir / f"maildrop-{account_id}")
 
     async def expunged_since(self, mailbox_id: int, modseq: int) -> list[int]:
         def job(c: sqlite3.Connection) -> list[int]:
