@@ -22,18 +22,72 @@ import ssl
 import sys
 import time
 import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mailwright.config import Config
 from mailwright.config.loader import parse_listen
 from mailwright.core.log import event as log_event
 from mailwright.intake.routing import Router
+from mailwright.policy.auth import Authenticator, AuthLimits, AuthThrottle, LoginCache
 from mailwright.serve.limits import ConnectionLimiter
+from mailwright.serve.pop3 import Pop3Listener
 from mailwright.serve.smtp import SmtpListener, bind
 from mailwright.serve.tls import server_context
 from mailwright.store.sqlite import SqliteStore
 
 log = logging.getLogger("mailwright.app")
+
+
+@dataclass
+class Sockets:
+    """Every listening socket, bound once (by the supervisor, before the fork)."""
+
+    smtp: list[socket.socket] = field(default_factory=list)
+    pop3: list[socket.socket] = field(default_factory=list)  # STLS
+    pop3s: list[socket.socket] = field(default_factory=list)  # implicit TLS
+
+    def all(self) -> list[socket.socket]:
+        return [*self.smtp, *self.pop3, *self.pop3s]
+
+
+@dataclass
+class Shared:
+    """State every worker shares through memory made before the fork."""
+
+    smtp_limiter: ConnectionLimiter
+    pop3_limiter: ConnectionLimiter
+    throttle: AuthThrottle
+    login_cache: LoginCache
+
+    @classmethod
+    def create(cls, config: Config, workers: int) -> Shared:
+        smtp, pop3 = config.smtp, config.pop3
+        return cls(
+            ConnectionLimiter(workers, smtp.max_connections, smtp.max_connections_per_ip),
+            ConnectionLimiter(workers, pop3.max_connections, pop3.max_connections_per_ip),
+            AuthThrottle(auth_limits(config)),
+            LoginCache(ttl=config.auth.cache_ttl),
+        )
+
+    def set_worker(self, n: int) -> None:
+        self.smtp_limiter.worker = n
+        self.pop3_limiter.worker = n
+
+    def clear_worker(self, n: int) -> None:
+        self.smtp_limiter.clear(n)
+        self.pop3_limiter.clear(n)
+
+
+def auth_limits(config: Config) -> AuthLimits:
+    a = config.auth
+    return AuthLimits(
+        window=a.window,
+        free_failures=a.free_failures,
+        max_delay=a.max_delay,
+        max_ip_failures=a.max_ip_failures,
+        max_user_failures=a.max_user_failures,
+    )
 
 
 class App:
@@ -43,20 +97,25 @@ class App:
         self,
         config: Config,
         *,
-        smtp_sockets: list[socket.socket] | None = None,
-        limiter: ConnectionLimiter | None = None,
+        sockets: Sockets | None = None,
+        shared: Shared | None = None,
         sweep: bool = True,
     ) -> None:
         self.config = config
         self.data_dir = Path(config.data_dir)
         self.store: SqliteStore | None = None
         self.smtp: SmtpListener | None = None
-        self.smtp_addresses: list[tuple[str, int]] = []
-        self._smtp_sockets = smtp_sockets
-        self._limiter = limiter
+        self.pop3: Pop3Listener | None = None
+        self.addresses: dict[str, list[tuple[str, int]]] = {}
+        self._sockets = sockets
+        self._shared = shared
         self._sweep = sweep
         self._tls: ssl.SSLContext | None = None
         self._stop = asyncio.Event()
+
+    @property
+    def smtp_addresses(self) -> list[tuple[str, int]]:
+        return self.addresses.get("smtp", [])
 
     def _path(self, p: str) -> Path:
         path = Path(p)
@@ -77,6 +136,8 @@ class App:
     async def start(self) -> None:
         self._tls = self.load_tls()
         self.store = await asyncio.to_thread(SqliteStore, self.data_dir, sweep=self._sweep)
+        shared = self._shared or Shared.create(self.config, 1)
+        sockets = self._sockets or bind_listeners(self.config)
         router = Router(
             self.store.accounts,
             self.config.smtp.subaddress_delimiter,
@@ -88,19 +149,33 @@ class App:
             router=router,
             messages=self.store.messages,
             tls_context=lambda: self._tls,
-            limiter=self._limiter,
+            limiter=shared.smtp_limiter,
         )
-        sockets = self._smtp_sockets
-        if sockets is None:
-            sockets = bind_listeners(self.config)
-        for sock in sockets:
+        for sock in sockets.smtp:
             await self.smtp.listen_socket(sock)
-            self.smtp_addresses.append(address_of(sock))
+        if sockets.pop3 or sockets.pop3s:
+            self.pop3 = Pop3Listener(
+                hostname=self.config.hostname,
+                config=self.config.pop3,
+                mailboxes=self.store.mailboxes,
+                messages=self.store.messages,
+                locks=self.store.locks,
+                authenticator=Authenticator(
+                    self.store.accounts, shared.throttle, cache=shared.login_cache
+                ),
+                tls_context=lambda: self._tls,
+                limiter=shared.pop3_limiter,
+            )
+            for sock in sockets.pop3:
+                await self.pop3.listen_socket(sock)
+            for sock in sockets.pop3s:
+                await self.pop3.listen_socket(sock, implicit_tls=True)
+        self.addresses = addresses_of(sockets)
         log_event(
             log,
             logging.INFO,
             "app.started",
-            smtp=" ".join(f"{h}:{p}" for h, p in self.smtp_addresses),
+            **{k: " ".join(f"{h}:{p}" for h, p in v) for k, v in self.addresses.items() if v},
             data_dir=str(self.data_dir),
             pid=os.getpid(),
         )
@@ -109,8 +184,12 @@ class App:
         self._stop.set()
 
     async def stop(self) -> None:
+        if self.pop3 is not None:
+            self.pop3.close()
         if self.smtp is not None:
             await self.smtp.shutdown(self.config.smtp.shutdown_grace)
+        if self.pop3 is not None:
+            await self.pop3.shutdown(self.config.pop3.shutdown_grace)
         if self.store is not None:
             await self.store.close()
             self.store = None
@@ -123,7 +202,7 @@ class App:
             loop.add_signal_handler(sig, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self.reload_tls)
         if banner:
-            print_banner(self.config, self.smtp_addresses, 1)
+            print_banner(self.config, self.addresses, 1)
         try:
             await self._stop.wait()
         finally:
@@ -132,8 +211,15 @@ class App:
             await self.stop()
 
 
-def bind_listeners(config: Config) -> list[socket.socket]:
-    return [bind(*parse_listen(item)) for item in config.smtp.listen]
+def bind_listeners(config: Config) -> Sockets:
+    def bind_all(items: tuple[str, ...]) -> list[socket.socket]:
+        return [bind(*parse_listen(item)) for item in items]
+
+    return Sockets(
+        smtp=bind_all(config.smtp.listen),
+        pop3=bind_all(config.pop3.listen),
+        pop3s=bind_all(config.pop3.listen_tls),
+    )
 
 
 def address_of(sock: socket.socket) -> tuple[str, int]:
@@ -141,13 +227,29 @@ def address_of(sock: socket.socket) -> tuple[str, int]:
     return str(name[0]), int(name[1])
 
 
-def print_banner(config: Config, smtp: list[tuple[str, int]], workers: int) -> None:
+def addresses_of(sockets: Sockets) -> dict[str, list[tuple[str, int]]]:
+    return {
+        "smtp": [address_of(s) for s in sockets.smtp],
+        "pop3": [address_of(s) for s in sockets.pop3],
+        "pop3s": [address_of(s) for s in sockets.pop3s],
+    }
+
+
+_BANNER_NAMES = {
+    "smtp": "SMTP (inbound, STARTTLS)",
+    "pop3": "POP3 (STLS)",
+    "pop3s": "POP3S (implicit TLS)",
+}
+
+
+def print_banner(config: Config, addresses: dict[str, list[tuple[str, int]]], workers: int) -> None:
     lines = [
         f"mailwright is running for {config.hostname} (data in {config.data_dir},"
         f" {workers} worker process{'es' if workers > 1 else ''})"
     ]
-    for host, port in smtp:
-        lines.append(f"  SMTP (inbound, STARTTLS)  {host}:{port}")
+    for kind, name in _BANNER_NAMES.items():
+        for host, port in addresses.get(kind, []):
+            lines.append(f"  {name:<25} {host}:{port}")
     lines.append("Stop with Ctrl-C (SIGTERM); reload the TLS certificate with SIGHUP.")
     print("\n".join(lines), flush=True)
 
@@ -193,15 +295,13 @@ class Supervisor:
         asyncio.run(recover())
         App(self.config).load_tls()  # a bad certificate stops us here, not in every worker
         sockets = bind_listeners(self.config)
-        limiter = ConnectionLimiter(
-            self.workers, self.config.smtp.max_connections, self.config.smtp.max_connections_per_ip
-        )
+        shared = Shared.create(self.config, self.workers)
         signal.pthread_sigmask(signal.SIG_BLOCK, self._SIGNALS)
         sys.stdout.flush()  # or every worker inherits, and later repeats, what is buffered
         sys.stderr.flush()
         for n in range(self.workers):
-            self._spawn(n, sockets, limiter)
-        print_banner(self.config, [address_of(s) for s in sockets], self.workers)
+            self._spawn(n, sockets, shared)
+        print_banner(self.config, addresses_of(sockets), self.workers)
         log_event(log, logging.INFO, "supervisor.started", workers=self.workers, pid=os.getpid())
         while self.children:
             sig = signal.sigwait(self._SIGNALS)
@@ -212,11 +312,11 @@ class Supervisor:
             elif sig == signal.SIGHUP:
                 self._forward(signal.SIGHUP)
             elif sig == signal.SIGCHLD:
-                self._reap(sockets, limiter)
+                self._reap(sockets, shared)
         log_event(log, logging.INFO, "supervisor.stopped")
         return 0
 
-    def _spawn(self, n: int, sockets: list[socket.socket], limiter: ConnectionLimiter) -> None:
+    def _spawn(self, n: int, sockets: Sockets, shared: Shared) -> None:
         parent = os.getpid()
         pid = os.fork()
         if pid:
@@ -227,10 +327,8 @@ class Supervisor:
         try:
             _die_with(parent)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, self._SIGNALS)
-            limiter.worker = n
-            _run_loop(
-                App(self.config, smtp_sockets=sockets, limiter=limiter, sweep=False), banner=False
-            )
+            shared.set_worker(n)
+            _run_loop(App(self.config, sockets=sockets, shared=shared, sweep=False), banner=False)
         except BaseException:
             traceback.print_exc()
             code = 1
@@ -244,7 +342,7 @@ class Supervisor:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
 
-    def _reap(self, sockets: list[socket.socket], limiter: ConnectionLimiter) -> None:
+    def _reap(self, sockets: Sockets, shared: Shared) -> None:
         while self.children:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -256,13 +354,13 @@ class Supervisor:
             n = self.children.pop(pid, None)
             if n is None:
                 continue
-            limiter.clear(n)
+            shared.clear_worker(n)
             if self.stopping:
                 continue
             log_event(log, logging.ERROR, "worker.died", worker=n, pid=pid, status=status)
             if time.monotonic() - self.started.get(n, 0) < 1.0:
                 time.sleep(1.0)  # a worker that cannot start must not spin
-            self._spawn(n, sockets, limiter)
+            self._spawn(n, sockets, shared)
 
     def _wait_children(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 BANNER = re.compile(r"SMTP \(inbound, STARTTLS\)\s+(\S+):(\d+)")
+POP3_BANNER = re.compile(r"(POP3S?) \((?:STLS|implicit TLS)\)\s+(\S+):(\d+)")
 STARTUP_TIMEOUT = 30.0
 
 
@@ -39,6 +40,8 @@ class Server:
     proc: subprocess.Popen[str] | None = None
     host: str = "127.0.0.1"
     port: int = 0
+    pop3_port: int = 0
+    pop3s_port: int = 0
     log_path: Path | None = None
 
     @property
@@ -69,6 +72,8 @@ class Server:
         env = dict(os.environ)
         env.pop("MAILWRIGHT_CONFIG", None)
         env["MAILWRIGHT_SMTP__LISTEN"] = '["127.0.0.1:0"]'
+        env["MAILWRIGHT_POP3__LISTEN"] = '["127.0.0.1:0"]'
+        env["MAILWRIGHT_POP3__LISTEN_TLS"] = '["127.0.0.1:0"]'
         env.update(self.env_overrides)
         self.log_path = self.data_dir / "server.log"
         with open(self.log_path, "a") as log:
@@ -95,6 +100,14 @@ class Server:
             m = BANNER.search(line)
             if m:
                 self.host, self.port = m.group(1), int(m.group(2))
+            m = POP3_BANNER.search(line)
+            if m:
+                port = int(m.group(3))
+                if m.group(1) == "POP3S":
+                    self.pop3s_port = port
+                else:
+                    self.pop3_port = port
+            if line.startswith("Stop with"):
                 return self
         raise RuntimeError("server did not start")
 

@@ -39,6 +39,15 @@ max_message_size = 26214400
 max_recipients = 1000
 bare_lf = "reject"      # or "normalize"
 
+[pop3]                  # POP3 download (RFC 1939)
+listen = ["127.0.0.1:2110"]       # STLS offered (the port-110 role)
+listen_tls = ["127.0.0.1:2995"]   # implicit TLS (the port-995 role)
+allow_plaintext = "loopback"      # passwords without TLS: "never", "loopback", "always"
+
+[auth]                  # failed logins, counted across protocols and workers
+max_ip_failures = 20
+max_user_failures = 10
+
 [tls]                   # TLS 1.2+; SIGHUP reloads these files
 cert = "tls/cert.pem"
 key = "tls/key.pem"

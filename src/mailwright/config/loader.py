@@ -171,7 +171,7 @@ def _check(config: Config) -> None:
     for name in ("window", "max_ip_failures", "max_user_failures"):
         if getattr(auth, name) <= 0:
             raise ConfigError(f"auth.{name}", "must be greater than zero")
-    for name in ("free_failures", "max_delay"):
+    for name in ("free_failures", "max_delay", "cache_ttl"):
         if getattr(auth, name) < 0:
             raise ConfigError(f"auth.{name}", "must not be negative")
     for name in ("max_ip_failures", "max_user_failures"):

@@ -70,6 +70,9 @@ class AuthConfig:
     max_delay: float = 15.0  # the longest delay before a failure is answered
     max_ip_failures: int = 20  # per client address (IPv6: per /64) within the window
     max_user_failures: int = 10  # per user within the window
+    # A successful login is remembered this long (seconds; 0: never), so a client that
+    # polls every minute costs one argon2id verification per hour, not one per login.
+    cache_ttl: float = 3600.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import ipaddress
 import logging
 import math
@@ -258,6 +259,58 @@ def login_key(username: str) -> str | None:
         return None
 
 
+class LoginCache:
+    """Recent successful logins, so that a client that logs in every minute (POP3 polling,
+    IMAP reconnecting) costs one argon2id verification per ``ttl``, not one per login.
+    Dovecot's auth cache does the same.
+
+    Shared memory made before the fork, like the throttle: a slot per user (keyed hash)
+    holds an expiry time and HMAC-SHA256(secret, user, stored hash, password). A login
+    hits only with the very password, and only while the account's stored hash is the one
+    that was verified (``user passwd`` invalidates at once). Only successes are cached, so
+    guessing is never faster. Slots are written without a lock: a torn slot, or two users
+    sharing one, can only miss (the digest must match exactly), never let a login in.
+    """
+
+    _SLOT = 40  # 8 bytes expiry (ms, monotonic clock) + 32 bytes digest
+
+    def __init__(
+        self,
+        *,
+        slots: int = 16384,
+        ttl: float = 3600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ttl = ttl
+        self._slots = slots
+        self._clock = clock
+        self._secret = secrets.token_bytes(32)
+        self._mem = mmap.mmap(-1, slots * self._SLOT)  # MAP_SHARED: survives fork
+
+    def _place(self, user: str, stored_hash: str, password: str) -> tuple[int, bytes]:
+        index = hmac.new(self._secret, user.encode(), hashlib.sha256).digest()
+        slot = int.from_bytes(index[:8], "big") % self._slots
+        material = b"\0".join((user.encode(), stored_hash.encode(), password.encode()))
+        return slot * self._SLOT, hmac.new(self._secret, material, hashlib.sha256).digest()
+
+    def hit(self, user: str, stored_hash: str, password: str) -> bool:
+        if self.ttl <= 0:
+            return False
+        at, digest = self._place(user, stored_hash, password)
+        expiry = int.from_bytes(self._mem[at : at + 8], "little")
+        if expiry <= int(self._clock() * 1000):
+            return False
+        return hmac.compare_digest(self._mem[at + 8 : at + self._SLOT], digest)
+
+    def remember(self, user: str, stored_hash: str, password: str) -> None:
+        if self.ttl <= 0:
+            return
+        at, digest = self._place(user, stored_hash, password)
+        expiry = int((self._clock() + self.ttl) * 1000)
+        self._mem[at + 8 : at + self._SLOT] = digest
+        self._mem[at : at + 8] = expiry.to_bytes(8, "little")
+
+
 class Authenticator:
     """Checks a username and password: one per worker process, over a shared throttle."""
 
@@ -269,6 +322,7 @@ class Authenticator:
         verify: Callable[[str, str], bool] = verify_password,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         dummy_hash: str | None = None,
+        cache: LoginCache | None = None,
     ) -> None:
         """``dummy_hash`` is what an unknown user's password is verified against; by
         default a hash of a random password made here (one argon2id hashing, so tens of
@@ -280,6 +334,7 @@ class Authenticator:
         self._sleep = sleep
         self._dummy_hash = dummy_hash or hash_password(secrets.token_urlsafe(32))
         self._verifying = asyncio.Semaphore(throttle.limits.parallel_verifies)
+        self._cache = cache
 
     async def authenticate(
         self, username: str, password: str, ip: str, *, conn: str = ""
@@ -316,9 +371,15 @@ class Authenticator:
                     reason = DISABLED
                 else:
                     stored, reason = account.password_hash, BAD_PASSWORD
-            async with self._verifying:
-                # argon2 releases the GIL: in a thread it keeps the loop serving others.
-                ok = await asyncio.to_thread(self._verify, stored, password)
+            cache = self._cache if reason == BAD_PASSWORD else None
+            if cache is not None and cache.hit(user, stored, password):
+                ok = True
+            else:
+                async with self._verifying:
+                    # argon2 releases the GIL: in a thread it keeps the loop serving others.
+                    ok = await asyncio.to_thread(self._verify, stored, password)
+                if ok and cache is not None:
+                    cache.remember(user, stored, password)
         except Exception:
             # The store failed, so nothing was decided; counting it would, during an
             # outage, lock out every address whose clients poll. Re-raised for the

@@ -19,12 +19,19 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import socket
 import ssl
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import cast
 
+from mailwright.core.log import event as log_event
+from mailwright.serve.limits import ConnectionLimiter
 from mailwright.serve.tls import describe
+
+log = logging.getLogger("mailwright.serve")
 
 _MAX_PENDING = 256 * 1024
 
@@ -36,12 +43,25 @@ class Deadline:
     task: asyncio.Task[None] | None = None
     reading: bool = False  # waiting for bytes from the client
     deadline: float = 0.0  # loop time by which the next command must be complete
+    session_end: float = float("inf")  # loop time by which the whole session must end
     timed_out: bool = False
 
 
 class Connection(asyncio.Protocol):
-    def __init__(self, *, max_pending: int = _MAX_PENDING) -> None:
+    def __init__(
+        self,
+        *,
+        tls_context: Callable[[], ssl.SSLContext | None] | None = None,
+        tls_handshake_timeout: float = 60.0,
+        max_pending: int = _MAX_PENDING,
+    ) -> None:
         self.transport: asyncio.Transport | None = None
+        self.tls_context = tls_context
+        self.tls_handshake_timeout = tls_handshake_timeout
+        self.on_open: Callable[[Connection], None] | None = None
+        self.idle = True  # waiting for a command with nothing at stake (shutdown may end it)
+        self.counted = False  # holds a slot in the connection caps
+        self.implicit_tls = False  # accepted on an implicit-TLS port
         self.timing = Deadline()
         self._max_pending = max_pending
         self._pending = bytearray()
@@ -58,6 +78,8 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's TCP transport is not an asyncio.Transport subclass, but has its API.
         self.transport = cast(asyncio.Transport, transport)
+        if self.on_open is not None:
+            self.on_open(self)
 
     def data_received(self, data: bytes) -> None:
         reader = self._reader
@@ -126,11 +148,18 @@ class Connection(asyncio.Protocol):
             return b""
         reader = asyncio.get_running_loop().create_future()
         self._reader = reader
+        self.timing.reading = True  # only now may the reaper end this connection
         try:
             received: bytes = await reader
             return received
         finally:
             self._reader = None
+            self.timing.reading = False
+
+    def expect_within(self, seconds: float) -> None:
+        """The next complete command must arrive within ``seconds`` (or the session's end)."""
+        timing = self.timing
+        timing.deadline = min(asyncio.get_running_loop().time() + seconds, timing.session_end)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self.transport is None or self._lost or self.transport.is_closing():
@@ -159,6 +188,15 @@ class Connection(asyncio.Protocol):
         n = len(self._pending)
         self._pending.clear()
         return n
+
+    async def upgrade_tls(self) -> str:
+        """``start_tls`` with the listener's context and handshake timeout."""
+        if self.tls_context is None:  # pragma: no cover - TLS is offered only with a context
+            raise ConnectionAbortedError("no TLS context")
+        context = self.tls_context()
+        if context is None:  # pragma: no cover - TLS is offered only with a context
+            raise ConnectionAbortedError("TLS context vanished")
+        return await self.start_tls(context, self.tls_handshake_timeout)
 
     async def start_tls(self, context: ssl.SSLContext, handshake_timeout: float) -> str:
         """Upgrade to TLS in place; returns the protocol and cipher, for the log and Received."""
@@ -213,3 +251,99 @@ class Reaper:
                 if t.reading and not t.timed_out and now >= t.deadline and t.task is not None:
                     t.timed_out = True
                     t.task.cancel()
+
+
+class Listener:
+    """What every listener does around its sessions: accept within the connection caps,
+    track the connections for the reaper and for shutdown, and stop.
+
+    A subclass supplies ``_connection`` (a ``Connection`` for a new socket), ``_refusal``
+    (the bytes that turn a client away) and ``_serve`` (the session); ``_serve`` runs in
+    its own task, and is cancelled by the reaper or by shutdown while it waits to read.
+    """
+
+    def __init__(self, limiter: ConnectionLimiter, reaper_interval: float) -> None:
+        self.limiter = limiter
+        self.stopping = False
+        self.conns: set[Connection] = set()
+        self._servers: list[asyncio.AbstractServer] = []
+        self._reaper = Reaper(reaper_interval)
+
+    def _connection(self) -> Connection:
+        raise NotImplementedError
+
+    def _refusal(self, stopping: bool) -> bytes:
+        raise NotImplementedError
+
+    async def _serve(self, conn: Connection) -> None:
+        raise NotImplementedError
+
+    async def listen_socket(
+        self, sock: socket.socket, *, implicit_tls: bool = False
+    ) -> asyncio.AbstractServer:
+        """Serve on an already bound socket (shared by every worker process);
+        ``implicit_tls``: every connection starts with the TLS handshake (ports 465, 993, 995)."""
+        sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: self._new_connection(implicit_tls), sock=sock)
+        self._servers.append(server)
+        self._reaper.start()
+        return server
+
+    def _new_connection(self, implicit_tls: bool) -> Connection:
+        conn = self._connection()
+        conn.implicit_tls = implicit_tls
+        conn.on_open = self._open
+        return conn
+
+    def _open(self, conn: Connection) -> None:
+        """A client connected: refuse it at once over a cap, else start its session task."""
+        ip = conn.peer[0]
+        if self.stopping or not self.limiter.acquire(ip):
+            log_event(log, logging.WARNING, "limit.hit", what="connections", client=ip)
+            with contextlib.suppress(ConnectionError):
+                conn.write(self._refusal(self.stopping))
+            conn.close()
+            return
+        conn.counted = True
+        self.conns.add(conn)
+        self._reaper.timings.add(conn.timing)
+        conn.timing.task = asyncio.get_running_loop().create_task(self._run(conn))
+
+    async def _run(self, conn: Connection) -> None:
+        try:
+            await self._serve(conn)
+        finally:
+            self.conns.discard(conn)
+            self._reaper.timings.discard(conn.timing)
+            self.release(conn)
+            conn.close()
+
+    def release(self, conn: Connection) -> None:
+        """Free the connection's slot in the caps (once)."""
+        if conn.counted:
+            conn.counted = False
+            self.limiter.release(conn.peer[0])
+
+    def close(self) -> None:
+        """Stop accepting new connections."""
+        self.stopping = True
+        for server in self._servers:
+            server.close()
+        self._reaper.stop()
+
+    async def shutdown(self, grace: float) -> None:
+        """Stop accepting, end idle sessions, let the busy ones finish within ``grace``."""
+        self.close()
+        tasks = [c.timing.task for c in self.conns if c.timing.task is not None]
+        for c in self.conns:
+            if c.idle and c.timing.task is not None:
+                c.timing.task.cancel()
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5)
+        for server in self._servers:
+            await server.wait_closed()

@@ -29,27 +29,14 @@ from mailwright.intake.smtp import Peer, SmtpSession, limits_from
 from mailwright.proto.smtp import events as ev
 from mailwright.proto.smtp import replies
 from mailwright.proto.smtp.server import ServerConnection
-from mailwright.serve.conn import Connection, Reaper
+from mailwright.serve.conn import Connection, Listener
 from mailwright.serve.limits import ConnectionLimiter
 from mailwright.store.api import Messages
 
 log = logging.getLogger("mailwright.smtp")
 
 
-class _SmtpConnection(Connection):
-    def __init__(self, listener: SmtpListener) -> None:
-        super().__init__()
-        self.listener = listener
-        self.ip = "?"
-        self.idle = True  # waiting for a command outside any transaction
-        self.counted = False  # holds a slot in the connection caps
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        self.listener._open(self)
-
-
-class SmtpListener:
+class SmtpListener(Listener):
     def __init__(
         self,
         *,
@@ -60,47 +47,28 @@ class SmtpListener:
         tls_context: Callable[[], ssl.SSLContext | None],
         limiter: ConnectionLimiter | None = None,
     ) -> None:
+        super().__init__(
+            limiter or ConnectionLimiter(1, config.max_connections, config.max_connections_per_ip),
+            min(1.0, config.idle_timeout / 4, config.session_timeout / 4),
+        )
         self.hostname = hostname
         self.config = config
         self.router = router
         self.messages = messages
         self.tls_context = tls_context
         self.limits = limits_from(config)
-        self.limiter = limiter or ConnectionLimiter(
-            1, config.max_connections, config.max_connections_per_ip
+
+    def _connection(self) -> Connection:
+        return Connection(
+            tls_context=self.tls_context, tls_handshake_timeout=self.config.tls_handshake_timeout
         )
-        self._conns: set[_SmtpConnection] = set()
-        self._servers: list[asyncio.AbstractServer] = []
-        self._stopping = False
-        self._reaper = Reaper(min(1.0, config.idle_timeout / 4, config.session_timeout / 4))
 
-    async def listen_socket(self, sock: socket.socket) -> asyncio.AbstractServer:
-        """Serve on an already bound socket (shared by every worker process)."""
-        sock.setblocking(False)
-        loop = asyncio.get_running_loop()
-        server = await loop.create_server(lambda: _SmtpConnection(self), sock=sock)
-        self._servers.append(server)
-        self._reaper.start()
-        return server
+    def _refusal(self, stopping: bool) -> bytes:
+        return (replies.SHUTTING_DOWN if stopping else replies.TOO_MANY_CONNECTIONS).to_bytes()
 
-    def _open(self, conn: _SmtpConnection) -> None:
-        """A client connected: refuse it at once over a cap, else start its session task."""
+    async def _serve(self, conn: Connection) -> None:
         ip, port = conn.peer
-        conn.ip = ip
-        if self._stopping or not self.limiter.acquire(ip):
-            reply = replies.SHUTTING_DOWN if self._stopping else replies.TOO_MANY_CONNECTIONS
-            log_event(log, logging.WARNING, "limit.hit", what="connections", client=ip)
-            with contextlib.suppress(ConnectionError):
-                conn.write(reply.to_bytes())
-            conn.close()
-            return
-        conn.counted = True
-        self._conns.add(conn)
-        self._reaper.timings.add(conn.timing)
-        conn.timing.task = asyncio.get_running_loop().create_task(self._run(conn, port))
-
-    async def _run(self, conn: _SmtpConnection, port: int) -> None:
-        peer = Peer(conn.ip, port, new_connection_id())
+        peer = Peer(ip, port, new_connection_id())
         session = SmtpSession(
             hostname=self.hostname,
             config=self.config,
@@ -109,14 +77,14 @@ class SmtpListener:
             peer=peer,
             tls_available=self.tls_context() is not None,
         )
-        log_event(log, logging.DEBUG, "smtp.connect", conn=peer.conn_id, client=conn.ip, port=port)
+        log_event(log, logging.DEBUG, "smtp.connect", conn=peer.conn_id, client=ip, port=port)
         try:
-            await self._serve(conn, session)
+            await self._session(conn, session)
         except asyncio.CancelledError:
             if conn.timing.timed_out:
                 log_event(log, logging.INFO, "smtp.timeout", conn=peer.conn_id)
                 reply = replies.TIMEOUT
-            elif self._stopping:
+            elif self.stopping:
                 reply = replies.SHUTTING_DOWN
             else:
                 raise
@@ -129,30 +97,26 @@ class SmtpListener:
             log.exception("smtp.crash", extra={"fields": {"conn": peer.conn_id}})
         finally:
             session.abort()
-            self._conns.discard(conn)
-            self._reaper.timings.discard(conn.timing)
-            self._release(conn)
-            conn.close()
             # One line per connection (with its client) besides one per transaction.
             log_event(
                 log,
                 logging.INFO,
                 "smtp.disconnect",
                 conn=peer.conn_id,
-                client=conn.ip,
+                client=ip,
                 helo=session.helo or "",
                 tls=session.tls_info or "",
                 delivered=session.delivered,
             )
 
-    async def _serve(self, conn: _SmtpConnection, session: SmtpSession) -> None:
+    async def _session(self, conn: Connection, session: SmtpSession) -> None:
         cfg = self.config
         timing = conn.timing
         machine = ServerConnection(self.limits)
         loop = asyncio.get_running_loop()
         out = bytearray(machine.send_unsolicited(session.greeting()))
-        session_end = loop.time() + cfg.session_timeout
-        timing.deadline = min(loop.time() + cfg.idle_timeout, session_end)
+        timing.session_end = loop.time() + cfg.session_timeout
+        conn.expect_within(cfg.idle_timeout)
         while True:
             event = machine.next_event()
             if event is ev.NEED_DATA:
@@ -161,18 +125,16 @@ class SmtpListener:
                     out.clear()
                     await conn.drain()
                 conn.idle = not machine.in_transaction
-                if self._stopping and conn.idle:
+                if self.stopping and conn.idle:
                     out += machine.send_unsolicited(replies.SHUTTING_DOWN)
                     break
-                timing.reading = True
                 data = await conn.read()
-                timing.reading = False
                 conn.idle = False
                 machine.receive_data(data)
                 continue
             if event is ev.CLOSED:
                 break
-            timing.deadline = min(loop.time() + cfg.idle_timeout, session_end)
+            conn.expect_within(cfg.idle_timeout)
             reply = await session.handle(event)
             if reply is None:
                 continue
@@ -185,20 +147,15 @@ class SmtpListener:
                 out.clear()
         # Free the slot before the last reply goes out: a client that reconnects the
         # moment it reads 221 must not be refused for its own closing connection.
-        self._release(conn)
+        self.release(conn)
         if out:
             with contextlib.suppress(ConnectionError):
                 conn.write(out)
                 await conn.drain()
 
-    def _release(self, conn: _SmtpConnection) -> None:
-        if conn.counted:
-            conn.counted = False
-            self.limiter.release(conn.ip)
-
     async def _start_tls(
         self,
-        conn: _SmtpConnection,
+        conn: Connection,
         machine: ServerConnection,
         session: SmtpSession,
         out: bytearray,
@@ -222,29 +179,6 @@ class SmtpListener:
             tls=info,
             discarded=machine.discarded_plaintext,
         )
-
-    def close(self) -> None:
-        """Stop accepting new connections."""
-        self._stopping = True
-        for server in self._servers:
-            server.close()
-        self._reaper.stop()
-
-    async def shutdown(self, grace: float) -> None:
-        """Stop accepting, end idle sessions with 421, let transactions finish within ``grace``."""
-        self.close()
-        tasks = [c.timing.task for c in self._conns if c.timing.task is not None]
-        for c in self._conns:
-            if c.idle and c.timing.task is not None:
-                c.timing.task.cancel()
-        if tasks:
-            _done, pending = await asyncio.wait(tasks, timeout=grace)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending, timeout=5)
-        for server in self._servers:
-            await server.wait_closed()
 
 
 def bind(host: str, port: int) -> socket.socket:

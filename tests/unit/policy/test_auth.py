@@ -27,6 +27,7 @@ from mailwright.policy.auth import (
     AuthLimits,
     AuthResult,
     AuthThrottle,
+    LoginCache,
     ip_key,
     is_disabled,
     login_key,
@@ -557,3 +558,72 @@ def test_a_client_hanging_up_mid_check_stays_counted(tmp_path: Path) -> None:
         return throttle
 
     assert run(tmp_path, go).failures(IP, ALICE) == 1
+
+
+# -- the login cache ------------------------------------------------------------------
+
+
+def test_login_cache_hits_only_the_same_password_and_stored_hash() -> None:
+    clock = Clock()
+    cache = LoginCache(ttl=60, clock=clock)
+    assert not cache.hit(ALICE, "hash-1", SECRET)
+    cache.remember(ALICE, "hash-1", SECRET)
+    assert cache.hit(ALICE, "hash-1", SECRET)
+    assert not cache.hit(ALICE, "hash-1", SECRET + "x")  # another password
+    assert not cache.hit(ALICE, "hash-2", SECRET)  # the password was changed
+    assert not cache.hit("bob@example.test", "hash-1", SECRET)  # another user
+    clock.now += 61
+    assert not cache.hit(ALICE, "hash-1", SECRET)  # expired
+
+
+def test_login_cache_with_no_ttl_remembers_nothing() -> None:
+    cache = LoginCache(ttl=0)
+    cache.remember(ALICE, "hash", SECRET)
+    assert not cache.hit(ALICE, "hash", SECRET)
+
+
+def test_login_cache_users_sharing_a_slot_only_miss() -> None:
+    cache = LoginCache(slots=1, ttl=60, clock=Clock())
+    cache.remember(ALICE, "h", SECRET)
+    cache.remember("bob@example.test", "h", SECRET)
+    assert cache.hit("bob@example.test", "h", SECRET)
+    assert not cache.hit(ALICE, "h", SECRET)  # evicted: verified again, never let in wrongly
+
+
+def test_login_cache_is_shared_with_forked_workers() -> None:
+    cache = LoginCache(ttl=60)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through its exit status
+        cache.remember(ALICE, "h", SECRET)
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert cache.hit(ALICE, "h", SECRET)
+
+
+def test_a_cached_login_skips_the_verification_and_a_wrong_one_does_not(tmp_path: Path) -> None:
+    async def go(store: SqliteStore) -> tuple[list[str], list[bool]]:
+        await store.add_account(ALICE, "plain:secret")
+        checked: list[str] = []
+
+        def spy(stored: str, pw: str) -> bool:
+            checked.append(pw)
+            return plain_verify(stored, pw)
+
+        auth = Authenticator(
+            store,
+            AuthThrottle(clock=Clock()),
+            verify=spy,
+            sleep=Sleeps(),
+            dummy_hash="plain:",
+            cache=LoginCache(ttl=60),
+        )
+        attempts = ["secret", "secret", "wrong", "secret"]
+        oks = [(await auth.authenticate(ALICE, pw, IP)).ok for pw in attempts]
+        await store.set_password(ALICE, "plain:new")
+        oks.append((await auth.authenticate(ALICE, "secret", IP)).ok)
+        return checked, oks
+
+    checked, oks = run(tmp_path, go)
+    assert oks == [True, True, False, True, False]
+    # Verified: the first login, the wrong password, and the login after the change.
+    assert checked == ["secret", "wrong", "secret"]
