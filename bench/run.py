@@ -3,7 +3,11 @@
     .venv/bin/python bench/run.py smtp [--messages N] [--sessions 1,10,50]
                                        [--recipients 1,5] [--size 5120]
                                        [--only mailwright|postfix|sink,...] [--quick]
-    .venv/bin/python bench/run.py all   # every protocol bench (today: smtp)
+    .venv/bin/python bench/run.py pop3 [--clients 10,50] [--pop3-sessions N]
+                                       [--dovecot-scheme PLAIN,ARGON2ID]
+                                       [--dovecot-mode default,performance]
+                                       [--only mailwright|dovecot,...] [--quick]
+    .venv/bin/python bench/run.py all   # every protocol bench: smtp, then pop3
 
 Progress goes to stderr; a Markdown table (for the README) to stdout; the raw
 numbers to bench/results/<protocol>-<UTC time>.json. See bench/README.md.
@@ -21,17 +25,22 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness import machine, report, smtp
-from harness.mailwright import MailwrightInstance
+from harness import corpus, dovecot, machine, pop3, report, smtp
+from harness.dovecot import DOVECOT, DovecotInstance
+from harness.mailwright import PASSWORD, MailwrightInstance
 from harness.postfix import POSTFIX, PostfixInstance
 from harness.sink import SMTP_SINK, SinkInstance
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
-SERVERS = ("sink", "postfix", "mailwright")
+PROTOCOLS = ("smtp", "pop3")
+SMTP_SERVERS = ("sink", "postfix", "mailwright")
+POP3_SERVERS = ("dovecot", "mailwright")
+SERVERS = ("sink", "postfix", "dovecot", "mailwright")
 
 
 def log(msg: str) -> None:
@@ -58,39 +67,95 @@ def _only(text: str) -> list[str]:
     return names
 
 
+def _schemes(text: str) -> list[str]:
+    names = [x.strip().upper() for x in text.split(",") if x.strip()]
+    if not names or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError("a comma list of distinct Dovecot password schemes")
+    return names
+
+
+def _modes(text: str) -> list[str]:
+    names = [x.strip().lower() for x in text.split(",") if x.strip()]
+    if not names or set(names) - {"default", "performance"} or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError("a comma list of: default, performance")
+    return names
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("protocol", choices=["smtp", "all"])
-    p.add_argument("--messages", type=int, default=None, help="messages per run (default 20000)")
-    p.add_argument("--quick", action="store_true", help="2,000 messages per run (a first try)")
-    p.add_argument("--sessions", type=_int_list, default=[1, 10, 50])
-    p.add_argument("--recipients", type=_int_list, default=[1, 5])
-    p.add_argument("--size", type=int, default=5120, help="message body bytes (default 5120)")
+    p.add_argument("protocol", choices=[*PROTOCOLS, "all"])
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="a first try: SMTP 2,000 messages per run, POP3 200 sessions per run",
+    )
     p.add_argument(
         "--only",
         type=_only,
         default=list(SERVERS),
-        help="comma list of servers: mailwright, postfix, sink (default: all three)",
-    )
-    p.add_argument(
-        "--reuse", action="store_true", help="several messages per connection (smtp-source -d)"
-    )
-    p.add_argument("--timeout", type=float, default=600, help="seconds per smtp-source run")
-    p.add_argument(
-        "--drain-timeout", type=float, default=300, help="seconds for deliveries to land after it"
-    )
-    p.add_argument("--warmup", type=int, default=None, help="warm-up messages (default N/10, ≤200)")
-    p.add_argument(
-        "--idle-connections",
-        type=int,
-        default=1000,
-        help="idle connections for the memory test (0 skips it)",
+        help="comma list of servers: mailwright, postfix, sink (SMTP), dovecot (POP3); "
+        "default: all",
     )
     p.add_argument("--mailwright", default=str(REPO / ".venv" / "bin" / "mailwright"))
     p.add_argument(
         "--workdir", default=None, help="where instances keep their data (default $TMPDIR)"
     )
     p.add_argument("--results-dir", default=str(BENCH / "results"))
+
+    g = p.add_argument_group("smtp")
+    g.add_argument("--messages", type=int, default=None, help="messages per run (default 20000)")
+    g.add_argument("--sessions", type=_int_list, default=[1, 10, 50])
+    g.add_argument("--recipients", type=_int_list, default=[1, 5])
+    g.add_argument("--size", type=int, default=5120, help="message body bytes (default 5120)")
+    g.add_argument(
+        "--reuse", action="store_true", help="several messages per connection (smtp-source -d)"
+    )
+    g.add_argument("--timeout", type=float, default=600, help="seconds per smtp-source run")
+    g.add_argument(
+        "--drain-timeout", type=float, default=300, help="seconds for deliveries to land after it"
+    )
+    g.add_argument("--warmup", type=int, default=None, help="warm-up messages (default N/10, ≤200)")
+    g.add_argument(
+        "--idle-connections",
+        type=int,
+        default=1000,
+        help="idle connections for the memory test (0 skips it)",
+    )
+
+    g = p.add_argument_group("pop3")
+    g.add_argument(
+        "--clients",
+        type=_int_list,
+        default=[10, 50],
+        help="concurrent POP3 clients, one user each (default 10,50)",
+    )
+    g.add_argument(
+        "--pop3-sessions",
+        type=int,
+        default=None,
+        help="timed POP3 sessions per run, shared by the clients (default 1000; --quick 200)",
+    )
+    g.add_argument(
+        "--pop3-duration",
+        type=float,
+        default=None,
+        help="no new session after this many seconds of a run (default 120; --quick 30)",
+    )
+    g.add_argument(
+        "--dovecot-scheme",
+        type=_schemes,
+        default=["PLAIN"],
+        help="Dovecot passdb scheme(s), one Dovecot row each: PLAIN (default: no hashing, "
+        "the POP3 work alone), ARGON2ID (mailwright's own hash parameters), SHA512-CRYPT, …",
+    )
+    g.add_argument(
+        "--dovecot-mode",
+        type=_modes,
+        default=["default"],
+        help="Dovecot process model(s), one row each: default (a process per connection "
+        "and per session, as installed) and/or performance (Dovecot's documented "
+        "high-performance mode: long-lived login processes, reused pop3 processes)",
+    )
     args = p.parse_args(argv)
     if args.messages is None:
         args.messages = 2000 if args.quick else 20000
@@ -100,15 +165,26 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         p.error(f"--recipients at most {smtp.MAX_RECIPIENTS} (the users both servers know)")
     if args.warmup is None:
         args.warmup = min(200, args.messages // 10)
+    if args.pop3_sessions is None:
+        args.pop3_sessions = 200 if args.quick else 1000
+    if args.pop3_duration is None:
+        args.pop3_duration = 30.0 if args.quick else 120.0
+    if args.pop3_sessions < 1 or args.pop3_duration <= 0:
+        p.error("--pop3-sessions and --pop3-duration must be > 0")
+    if max(args.clients) > pop3.MAX_CLIENTS:
+        p.error(f"--clients at most {pop3.MAX_CLIENTS}")
     return args
 
 
-def preflight(args: argparse.Namespace) -> list[str]:
-    """Drop servers that cannot run here, saying why."""
-    servers = list(args.only)
+def preflight_smtp(args: argparse.Namespace) -> list[str]:
+    """The SMTP servers that can run here (dropping the others, saying why)."""
+    servers = [s for s in args.only if s in SMTP_SERVERS]
+    if not servers:
+        return []
     for tool in (smtp.SMTP_SOURCE,):
         if not os.access(tool, os.X_OK):
-            sys.exit(f"{tool} not found: apt-get install postfix (it ships smtp-source)")
+            log(f"skipping SMTP: {tool} not found (apt-get install postfix ships smtp-source)")
+            return []
     if "sink" in servers and not os.access(SMTP_SINK, os.X_OK):
         log(f"skipping smtp-sink: {SMTP_SINK} not found")
         servers.remove("sink")
@@ -123,20 +199,41 @@ def preflight(args: argparse.Namespace) -> list[str]:
             st = subprocess.run([POSTFIX, "status"], capture_output=True, timeout=30, check=False)
             if st.returncode == 0:
                 log("warning: the system Postfix is running and competes for CPU; stop it")
-    if "mailwright" in servers:
-        try:
-            ok = (
-                subprocess.run(
-                    [args.mailwright, "--help"], capture_output=True, timeout=60, check=False
-                ).returncode
-                == 0
-            )
-        except OSError:
-            ok = False
-        if not ok:
-            log(f"skipping mailwright: `{args.mailwright} --help` does not work")
-            servers.remove("mailwright")
+    if "mailwright" in servers and not _mailwright_works(args.mailwright):
+        log(f"skipping mailwright: `{args.mailwright} --help` does not work")
+        servers.remove("mailwright")
     return servers
+
+
+def _mailwright_works(binary: str) -> bool:
+    try:
+        proc = subprocess.run([binary, "--help"], capture_output=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return proc.returncode == 0
+
+
+def preflight_pop3(args: argparse.Namespace, workdir: str) -> tuple[list[str], dict[str, str]]:
+    """The POP3 servers that can run here, and why the others cannot."""
+    servers = [s for s in args.only if s in POP3_SERVERS]
+    skipped: dict[str, str] = {}
+    if "dovecot" in servers:
+        known = dovecot.schemes()
+        missing = [x for x in args.dovecot_scheme if x not in known]
+        if not os.access(DOVECOT, os.X_OK):
+            skipped["dovecot"] = "not installed (apt-get install dovecot-pop3d)"
+        elif os.geteuid() != 0:
+            skipped["dovecot"] = "a private Dovecot instance must be started as root"
+        elif missing:
+            skipped["dovecot"] = f"this Dovecot lacks the scheme(s) {missing} (doveadm pw -l)"
+        elif dovecot.system_instance_running():
+            log("warning: the system Dovecot is running and competes for CPU; stop it")
+    if "mailwright" in servers and not _mailwright_works(args.mailwright):
+        skipped["mailwright"] = f"`{args.mailwright} --help` does not work"
+    for name, why in skipped.items():
+        log(f"skipping {name}: {why}")
+        servers.remove(name)
+    return servers, skipped
 
 
 def _version(argv: list[str]) -> str:
@@ -167,7 +264,7 @@ def bench_smtp(args: argparse.Namespace, servers: list[str], workdir: str) -> di
     for i, case in enumerate(cases, 1):
         log(f"[{i}/{len(cases)}] {case.label}, {args.messages:,} messages")
         # Servers take turns within a case so slow drift (thermal, page cache) hits all.
-        for name in SERVERS:
+        for name in SMTP_SERVERS:
             if name in servers:
                 runs.append(smtp.run_case(name, factories[name], case, settings, log))
 
@@ -221,36 +318,114 @@ def bench_smtp(args: argparse.Namespace, servers: list[str], workdir: str) -> di
     }
 
 
+def bench_pop3(args: argparse.Namespace, servers: list[str], workdir: str) -> dict[str, Any]:
+    settings = pop3.Settings(
+        sessions=args.pop3_sessions,
+        duration=args.pop3_duration,
+        grace=60.0,
+        password=PASSWORD,
+        corpus_dir=pop3.corpus_dir(workdir),
+    )
+
+    def dovecot_factory(scheme: str, mode: str, clients: int) -> Callable[[], DovecotInstance]:
+        return lambda: DovecotInstance(
+            pop3.users(clients),
+            PASSWORD,
+            scheme,
+            performance=mode == "performance",
+            workdir=workdir,
+        )
+
+    def mailwright_factory(clients: int) -> Callable[[], MailwrightInstance]:
+        return lambda: MailwrightInstance(
+            args.mailwright, pop3.users(clients), workdir=workdir, pop3=True
+        )
+
+    runs = []
+    for i, clients in enumerate(args.clients, 1):
+        log(f"[{i}/{len(args.clients)}] {clients} POP3 clients, {args.pop3_sessions:,} sessions")
+        # Servers take turns within a case so slow drift (thermal, page cache) hits all.
+        if "dovecot" in servers:
+            for mode in args.dovecot_mode:
+                for scheme in args.dovecot_scheme:
+                    label = dovecot.label(scheme, mode == "performance")
+                    factory = dovecot_factory(scheme, mode, clients)
+                    runs.append(pop3.run_case("dovecot", label, factory, clients, settings, log))
+        if "mailwright" in servers:
+            factory = mailwright_factory(clients)
+            runs.append(pop3.run_case("mailwright", "mailwright", factory, clients, settings, log))
+    sizes = [len(m) for m in corpus.messages()]
+    mw_params = next(
+        (r["describe"]["password_params"] for r in runs if r["server"] == "mailwright"
+         and "describe" in r),
+        None,
+    )  # fmt: skip
+    return {
+        "settings": {
+            "clients": args.clients,
+            "sessions": args.pop3_sessions,
+            "duration": args.pop3_duration,
+            "messages_per_mailbox": len(sizes),
+            "message_size": round(sum(sizes) / len(sizes)),
+            "servers": servers,
+            "dovecot_schemes": args.dovecot_scheme if "dovecot" in servers else [],
+            "dovecot_modes": args.dovecot_mode if "dovecot" in servers else [],
+        },
+        "password": [
+            {"scheme": x, "params": dovecot.scheme_params(dovecot.password_hash(x, PASSWORD))}
+            for x in (args.dovecot_scheme if "dovecot" in servers else [])
+        ],
+        "mailwright_password": mw_params,
+        "filesystem": smtp.fs_type(workdir),
+        "runs": runs,
+    }
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    servers = preflight(args)
-    if not servers:
-        log("nothing to run")
-        return 1
+    protocols = PROTOCOLS if args.protocol == "all" else (args.protocol,)
     command = ".venv/bin/python bench/run.py " + shlex.join(argv)
     workdir = tempfile.mkdtemp(prefix="mwbench-", dir=args.workdir)
-    os.chmod(workdir, 0o755)  # Postfix's unprivileged daemons must reach their queue
-    doc: dict[str, Any] = {
-        "command": command,
-        "machine": machine.describe(REPO),
-        "postfix_version": _version(["/usr/sbin/postconf", "-h", "mail_version"]),
-        "mailwright_version": _version([args.mailwright, "--version"]).replace("mailwright ", ""),
-    }
-    started = time.monotonic()
+    # Postfix's and Dovecot's unprivileged processes must reach their directories.
+    os.chmod(workdir, 0o755)
+    out_dir = Path(args.results_dir)
+    ran = failed = 0
     try:
-        doc["smtp"] = bench_smtp(args, servers, workdir)  # today the only protocol
+        for protocol in protocols:
+            doc: dict[str, Any] = {"command": command, "machine": machine.describe(REPO)}
+            doc["mailwright_version"] = _version([args.mailwright, "--version"]).replace(
+                "mailwright ", ""
+            )
+            started = time.monotonic()
+            if protocol == "smtp":
+                servers = preflight_smtp(args)
+                if not servers:
+                    log("smtp: nothing to run")
+                    continue
+                doc["postfix_version"] = _version(["/usr/sbin/postconf", "-h", "mail_version"])
+                doc["smtp"] = bench_smtp(args, servers, workdir)
+            else:
+                servers, skipped = preflight_pop3(args, workdir)
+                if not servers:
+                    log("pop3: nothing to run")
+                    continue
+                doc["dovecot_version"] = dovecot.version()
+                doc["pop3"] = bench_pop3(args, servers, workdir)
+                doc["pop3"]["skipped"] = skipped
+            doc["wall_seconds"] = round(time.monotonic() - started, 1)
+            out_dir.mkdir(parents=True, exist_ok=True)
+            stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+            out = out_dir / f"{protocol}-{stamp}.json"
+            out.write_text(json.dumps(doc, indent=2) + "\n")
+            print(report.markdown(doc), flush=True)
+            log(f"results: {out} ({doc['wall_seconds']:.0f}s)")
+            ran += 1
+            failed += sum(1 for r in doc[protocol]["runs"] if "error" in r)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    doc["wall_seconds"] = round(time.monotonic() - started, 1)
-
-    out_dir = Path(args.results_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    out = out_dir / f"{args.protocol}-{stamp}.json"
-    out.write_text(json.dumps(doc, indent=2) + "\n")
-    print(report.markdown(doc))
-    log(f"results: {out} ({doc['wall_seconds']:.0f}s)")
-    failed = [r for r in doc["smtp"]["runs"] if "error" in r]
+    if not ran:
+        log("nothing to run")
+        return 1
     return 1 if failed else 0
 
 

@@ -1,1 +1,1 @@
-"""Benchmark harness: mailwright side by side with Postfix (see bench/README.md)."""
+"""Benchmark harness: mailwright side by side with Postfix and Dovecot (see bench/README.md)."""

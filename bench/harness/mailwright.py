@@ -2,26 +2,48 @@
 
 Uses only the public CLI: ``init``, ``user add``, ``serve``. Ports and connection
 limits are overridden through ``MAILWRIGHT_SMTP__*`` environment variables; stored
-messages are counted by reading the SQLite ``placements`` table read-only.
+messages are counted by reading the SQLite ``placements`` table read-only. POP3
+settings come from ``MAILWRIGHT_POP3__*`` variables too (``pop3_env``).
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import smtplib
 import sqlite3
 import subprocess
 import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from harness import net
 from harness.instance import ManagedInstance
 
 PASSWORD = "bench-password-1234"
+SEED_SENDER = "bench-sender@example.test"
+
+
+def pop3_env(port: int | None, max_connections: int = 5000) -> dict[str, str]:
+    """Environment overrides for mailwright's ``[pop3]`` settings (config/model.py
+    ``Pop3Config``): plaintext POP3 on loopback, or (``port=None``) no POP3 listener at
+    all, so an SMTP-only instance never binds the default POP3 ports. Connection limits
+    are raised as for SMTP: 50 clients share 127.0.0.1, and Dovecot has no per-IP limit."""
+    if port is None:
+        return {"MAILWRIGHT_POP3__LISTEN": "[]", "MAILWRIGHT_POP3__LISTEN_TLS": "[]"}
+    return {
+        "MAILWRIGHT_POP3__LISTEN": f'["127.0.0.1:{port}"]',
+        "MAILWRIGHT_POP3__LISTEN_TLS": "[]",
+        "MAILWRIGHT_POP3__ALLOW_PLAINTEXT": "always",  # USER/PASS without TLS, like Dovecot here
+        "MAILWRIGHT_POP3__MAX_CONNECTIONS": str(max_connections),
+        "MAILWRIGHT_POP3__MAX_CONNECTIONS_PER_IP": str(max_connections),
+    }
 
 
 class MailwrightInstance(ManagedInstance):
     name = "mailwright"
+    label = "mailwright"
     stores = True
 
     def __init__(
@@ -30,6 +52,7 @@ class MailwrightInstance(ManagedInstance):
         recipients: list[str],
         workdir: str | None = None,
         max_connections: int = 5000,
+        pop3: bool = False,
     ) -> None:
         self.binary = binary
         self.recipients = recipients
@@ -37,7 +60,8 @@ class MailwrightInstance(ManagedInstance):
         self.root = Path(tempfile.mkdtemp(prefix="mwbench-mailwright-", dir=workdir))
         self.data_dir = self.root / "mw"
         self.config = self.data_dir / "mailwright.toml"
-        self.port = net.free_port()
+        self.port = net.free_port()  # SMTP
+        self.pop3_port = net.free_port() if pop3 else None
         self.proc: subprocess.Popen[bytes] | None = None
         self._db: sqlite3.Connection | None = None
         self._log = None
@@ -80,12 +104,44 @@ class MailwrightInstance(ManagedInstance):
                 stdin=PASSWORD + "\n",
             )
 
+    def seed(self, messages: list[bytes], threads: int = 4) -> None:
+        """Deliver every message to every user's INBOX through the SMTP listener.
+
+        One transaction per message and user (no shared multi-recipient copies),
+        a few connections in parallel; smtplib dot-stuffs. Waits until all are
+        stored (mailwright answers 250 only after the commit, so this is quick)."""
+        base = self.stored_count()
+        jobs = [(user, msg) for user in self.recipients for msg in messages]
+
+        def deliver(part: list[tuple[str, bytes]]) -> None:
+            with smtplib.SMTP("127.0.0.1", self.port, local_hostname="seed.bench.test") as s:
+                for user, msg in part:
+                    s.sendmail(SEED_SENDER, [user], msg)
+
+        # Split by user, so each INBOX fills in corpus order (the POP3 message numbers).
+        by_user = [
+            [(u, m) for u in self.recipients[i::threads] for m in messages] for i in range(threads)
+        ]
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            for f in [pool.submit(deliver, part) for part in by_user if part]:
+                f.result()
+        target = base + len(jobs)
+        deadline = time.monotonic() + 120
+        while self.stored_count() < target:
+            if time.monotonic() > deadline or not self.alive():
+                raise RuntimeError(
+                    f"only {self.stored_count() - base} of {len(jobs)} seeded messages stored"
+                    f"\n{self.log_tail()}"
+                )
+            time.sleep(0.05)
+
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env["MAILWRIGHT_SMTP__LISTEN"] = f'["127.0.0.1:{self.port}"]'
         # Same footing as the Postfix instance, whose per-client limits are off.
         env["MAILWRIGHT_SMTP__MAX_CONNECTIONS"] = str(self.max_connections)
         env["MAILWRIGHT_SMTP__MAX_CONNECTIONS_PER_IP"] = str(self.max_connections)
+        env.update(pop3_env(self.pop3_port, self.max_connections))
         return env
 
     def start(self) -> None:
@@ -99,6 +155,8 @@ class MailwrightInstance(ManagedInstance):
         )
         try:
             net.wait_for_banner(self.port, timeout=30)
+            if self.pop3_port is not None:
+                net.wait_for_greeting(self.pop3_port, prefix="+OK", timeout=30)
         except TimeoutError as e:
             raise RuntimeError(f"{e}\n{self.log_tail()}") from e
 
@@ -127,11 +185,23 @@ class MailwrightInstance(ManagedInstance):
 
     def stored_count(self) -> int:
         """Stored deliveries: rows in ``placements`` (one per message per mailbox)."""
+        row = self._database().execute("SELECT count(*) FROM placements").fetchone()
+        return int(row[0])
+
+    def _database(self) -> sqlite3.Connection:
         if self._db is None:
             uri = f"file:{self.data_dir / 'mailwright.db'}?mode=ro"
             self._db = sqlite3.connect(uri, uri=True, timeout=5)
-        row = self._db.execute("SELECT count(*) FROM placements").fetchone()
-        return int(row[0])
+        return self._db
+
+    def password_params(self) -> str:
+        """The scheme and cost parameters of the stored hashes (not the hashes)."""
+        try:
+            row = self._database().execute("SELECT password_hash FROM accounts LIMIT 1").fetchone()
+        except sqlite3.Error as e:
+            return f"? ({e})"
+        text = str(row[0]) if row else ""
+        return text.rsplit("$", 2)[0] if text.count("$") >= 3 else "?"
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -145,7 +215,13 @@ class MailwrightInstance(ManagedInstance):
             version = self._cli("--version").strip()
         except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
             version = f"unknown ({e})"
-        return {"version": version, "port": self.port, "config": self.config.read_text()}
+        return {
+            "version": version,
+            "port": self.port,
+            "pop3_port": self.pop3_port,
+            "password_params": self.password_params(),
+            "config": self.config.read_text(),
+        }
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

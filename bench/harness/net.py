@@ -12,15 +12,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for_banner(port: int, timeout: float = 30.0) -> str:
-    """Connect to 127.0.0.1:port until a 220 greeting arrives; return it."""
+def wait_for_greeting(port: int, prefix: str = "220", timeout: float = 30.0) -> str:
+    """Connect to 127.0.0.1:port until a greeting starting with `prefix` arrives (SMTP
+    "220", POP3 "+OK"); say QUIT and return it."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=2.0) as s:
                 data = s.recv(512).decode("latin-1")
-                if data.startswith("220"):
+                if data.startswith(prefix):
                     try:
                         s.sendall(b"QUIT\r\n")
                         s.recv(512)
@@ -31,4 +32,9 @@ def wait_for_banner(port: int, timeout: float = 30.0) -> str:
         except OSError as e:
             last = e
         time.sleep(0.1)
-    raise TimeoutError(f"no SMTP greeting on 127.0.0.1:{port} within {timeout}s: {last}")
+    raise TimeoutError(f"no {prefix!r} greeting on 127.0.0.1:{port} within {timeout}s: {last}")
+
+
+def wait_for_banner(port: int, timeout: float = 30.0) -> str:
+    """Connect to 127.0.0.1:port until an SMTP 220 greeting arrives; return it."""
+    return wait_for_greeting(port, "220", timeout)

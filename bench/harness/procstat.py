@@ -70,6 +70,20 @@ def tree_cpu_seconds(root: int) -> float:
     return cpu_seconds(tree(root))
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy since boot (all CPUs, from /proc/stat):
+    the difference over a run, less the server's and the client's, is everything
+    else that ran meanwhile — noise the results should mention."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+    except OSError:
+        return 0.0
+    # cpu user nice system idle iowait irq softirq steal ...: busy = all but idle+iowait.
+    values = [int(x) for x in fields[1:9]]
+    return (sum(values) - values[3] - values[4]) / CLK_TCK
+
+
 def rss_bytes(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/statm") as f:

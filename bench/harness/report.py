@@ -6,10 +6,11 @@ from typing import Any
 
 from harness import machine
 
-ORDER = {"smtp-sink": 0, "postfix": 1, "mailwright": 2}
+ORDER = {"smtp-sink": 0, "postfix": 1, "dovecot": 1, "mailwright": 2}
 LABEL = {
     "smtp-sink": "smtp-sink (protocol ceiling)",
     "postfix": "Postfix",
+    "dovecot": "Dovecot",
     "mailwright": "mailwright",
 }
 
@@ -98,12 +99,67 @@ def idle_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
+def pop3_table(results: list[dict[str, Any]]) -> str:
+    rows = [
+        "| clients | server | sessions/s | msg/s | MB/s | CPU s / 1k msg | client CPU s / 1k msg "
+        "| login ms (median) | peak RSS MB (sum) | peak PSS MB |",
+        "|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for clients in sorted({r["clients"] for r in results}):
+        group = sorted(
+            (r for r in results if r["clients"] == clients),
+            key=lambda r: ORDER.get(r["server"], 9),
+        )
+        label = str(clients)
+        for r in group:
+            name = r.get("label") or LABEL.get(r["server"], r["server"])
+            if "messages_per_s" not in r:
+                rows.append(f"| {label} | {name} | failed: {_short(r['error'])} | | | | | | | |")
+            else:
+                note = f" (failed: {_short(r['error'], 60)})" if "error" in r else ""
+                if r.get("stopped_by") == "duration":
+                    note += f" ({r['sessions']:,} sessions: the time bound)"
+                rows.append(
+                    f"| {label} | {name}{note} | {_num(r['sessions_per_s'], 1)} | "
+                    f"{_num(r['messages_per_s'])} | {_num(r['mb_per_s'], 1)} | "
+                    f"{_num(r['cpu_per_1k'], 2)} | {_num(r['client_cpu_per_1k'], 2)} | "
+                    f"{_num(r['login_ms_median'], 1)} | {_num(r['peak_rss_mb'])} | "
+                    f"{_num(r['peak_pss_mb'])} |"
+                )
+            label = ""
+        mw = next((r for r in group if r["server"] == "mailwright" and "error" not in r), None)
+        for dc in group:
+            if mw is None or dc["server"] != "dovecot" or "error" in dc:
+                continue
+            rows.append(
+                f"| | **mailwright / {dc.get('label', 'Dovecot')}** | "
+                f"{_ratio(mw['sessions_per_s'], dc['sessions_per_s'])} | "
+                f"{_ratio(mw['messages_per_s'], dc['messages_per_s'])} | "
+                f"{_ratio(mw['mb_per_s'], dc['mb_per_s'])} | "
+                f"{_ratio(mw['cpu_per_1k'], dc['cpu_per_1k'])} | | "
+                f"{_ratio(mw['login_ms_median'], dc['login_ms_median'])} | "
+                f"{_ratio(mw['peak_rss_mb'], dc['peak_rss_mb'])} | "
+                f"{_ratio(mw['peak_pss_mb'], dc['peak_pss_mb'])} |"
+            )
+    return "\n".join(rows)
+
+
+def _peers(doc: dict[str, Any]) -> str:
+    peers = []
+    if "smtp" in doc:
+        peers.append(f"Postfix {doc.get('postfix_version', '?')}")
+    if "pop3" in doc:
+        peers.append(f"Dovecot {doc.get('dovecot_version', '?')}")
+    return " and ".join(peers) or "?"
+
+
 def markdown(doc: dict[str, Any]) -> str:
     m = doc["machine"]
     s = doc.get("smtp", {})
+    p = doc.get("pop3", {})
     parts = [
         f"**{m['date']}** · {machine.one_line(m)} · mailwright {doc.get('mailwright_version', '?')}"
-        f" (commit {m['commit']}) vs Postfix {doc.get('postfix_version', '?')}",
+        f" (commit {m['commit']}) vs {_peers(doc)}",
         "",
         f"Command: `{doc['command']}`",
         "",
@@ -124,4 +180,22 @@ def markdown(doc: dict[str, Any]) -> str:
         ]
         if s.get("idle"):
             parts += [idle_table(s["idle"]), ""]
+    if p:
+        st = p["settings"]
+        hashes = [f"Dovecot {x['scheme']} `{x['params']}`" for x in p.get("password", [])]
+        if p.get("mailwright_password"):
+            hashes.append(f"mailwright `{p['mailwright_password']}`")
+        parts += [
+            f"POP3: N concurrent clients, one user each; a session is USER/PASS, STAT, LIST, "
+            f"UIDL, RETR of all {st['messages_per_mailbox']} messages "
+            f"(~{st['message_size'] / 1000:.0f} KB each), QUIT; {st['sessions']:,} timed "
+            f"sessions per run (at most {st['duration']:.0f}s). "
+            + (f"Password hashes: {'; '.join(hashes)}. " if hashes else "")
+            + f"Data on {p.get('filesystem', '?')}.",
+            "",
+            pop3_table(p["runs"]),
+            "",
+        ]
+        for name, why in p.get("skipped", {}).items():
+            parts += [f"{name}: skipped ({_short(why, 300)})", ""]
     return "\n".join(parts)

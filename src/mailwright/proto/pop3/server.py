@@ -392,7 +392,9 @@ class MessageEncoder:
             raise LocalProtocolError("MessageEncoder.feed() after finish()")
         if not chunk or self._done:
             return b""
-        data = _BARE_LF.sub(b"\r\n", chunk)
+        # Stored messages are CRLF lines: counting (in C) spares the regex in that case.
+        bare = chunk.count(b"\n") != chunk.count(b"\r\n")
+        data = _BARE_LF.sub(b"\r\n", chunk) if bare else chunk
         if self._prev_cr and chunk.startswith(b"\n"):
             data = data[1:]  # that LF completes the CR fed last: it was not bare
         self._prev_cr = chunk.endswith(b"\r")
