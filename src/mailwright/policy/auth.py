@@ -163,10 +163,12 @@ class AuthThrottle:
         ).digest()
         return int.from_bytes(digest, "little") % self.limits.slots
 
-    def _buckets(self, ip: str, user: str | None) -> list[tuple[int, int, int]]:
-        """(slot, drain per window, cap) of the address's key and, if given, the user's."""
+    def _buckets(self, ip: str | None, user: str | None) -> list[tuple[int, int, int]]:
+        """(slot, drain per window, cap) of the address's key and the user's, if given."""
         lim = self.limits
-        out = [(self._slot(ip_key(ip)), self._ip_drain, lim.max_ip_failures * _UNIT)]
+        out = []
+        if ip is not None:
+            out.append((self._slot(ip_key(ip)), self._ip_drain, lim.max_ip_failures * _UNIT))
         if user is not None:
             out.append(
                 (self._slot(user_key(user)), self._user_drain, lim.max_user_failures * _UNIT)
@@ -209,23 +211,19 @@ class AuthThrottle:
             return 0.0
         return min(lim.max_delay, lim.base_delay * 2.0 ** min(over - 1, 32))
 
-    def failed(self, ip: str, user: str | None = None) -> None:
-        """Count one failure against the address and the user."""
+    def failed(self, ip: str | None, user: str | None = None) -> None:
+        """Count one failure against the address and the user (either may be None)."""
         now = self._now()
         for slot, drain, _ in self._buckets(ip, user):
             self._add(slot, drain, now, _UNIT)
 
-    def succeeded(self, ip: str, user: str | None = None) -> None:
-        """The user proved the password: forget the user's failures, and one of the
-        address's (the one ``Authenticator`` counted before checking). The address keeps
-        the rest: one valid account must not license guessing at every other one."""
-        now = self._now()
-        ip_bucket, *user_bucket = self._buckets(ip, user)
-        self._add(ip_bucket[0], ip_bucket[1], now, -_UNIT)
-        for slot, _, _ in user_bucket:
+    def succeeded(self, user: str) -> None:
+        """The user proved the password: forget the user's failures. The address keeps
+        its count: one valid account must not license guessing at every other one."""
+        for slot, _, _ in self._buckets(None, user):
             self._table[slot] = 0
 
-    def refund(self, ip: str, user: str | None = None) -> None:
+    def refund(self, ip: str | None, user: str | None = None) -> None:
         """Take back one failure counted for an attempt that was never decided."""
         now = self._now()
         for slot, drain, _ in self._buckets(ip, user):
@@ -359,10 +357,12 @@ class Authenticator:
             # Not counted: the owner's own client, retrying with the right password, would
             # otherwise keep the account locked for as long as it keeps retrying.
             return await self._fail(conn, ip, user, user, THROTTLED)
-        # Counted before the check, with no await since the test above: attempts in
-        # flight at once in other connections (and other workers) see each other, so
-        # parallel connections cannot each get a guess past the cap.
-        throttle.failed(ip, user)
+        # The user's count goes up before the check, with no await since the test above:
+        # attempts at one user in flight at once (other connections, other workers) see
+        # each other, so parallel connections cannot each get a guess past the cap. The
+        # address is counted once the attempt has failed: many users behind one address
+        # (NAT, a webmail host) log in at once, and must not lock each other out.
+        throttle.failed(None, user)
         try:
             account = await self._accounts.get_account(address) if address else None
             stored, reason = self._dummy_hash, UNKNOWN_USER
@@ -385,11 +385,12 @@ class Authenticator:
             # outage, lock out every address whose clients poll. Re-raised for the
             # caller's boundary. (A cancelled attempt stays counted: a client must not
             # escape the count by hanging up before the answer.)
-            throttle.refund(ip, user)
+            throttle.refund(None, user)
             raise
         if ok and reason == BAD_PASSWORD:
-            throttle.succeeded(ip, user)
+            throttle.succeeded(user)
             return AuthResult(True, account)
+        throttle.failed(ip)
         return await self._fail(conn, ip, user, user, reason)
 
     async def _fail(
