@@ -180,8 +180,22 @@ def test_tls_handshake_timeout(tmp_path: Path) -> None:
         assert c.cmd(b"STARTTLS").startswith(b"220 ")
         # no handshake: the server gives up and closes
         c.sock.settimeout(10)
-        assert c.sock.recv(100) == b""
+        assert c.sock.recv(100) == b""  # and nothing in plaintext to a client awaiting TLS
         c.close()
+        assert "event=smtp.timeout" in server.log()
+        # After a handshake, the next command has the idle timeout again, not the
+        # handshake's: this client is silent longer than that, then goes on.
+        c = Client(server)
+        c.reply()
+        c.cmd(b"EHLO client.test")
+        assert c.cmd(b"STARTTLS").startswith(b"220 ")
+        ctx = ssl.create_default_context(cafile=str(server.cert))
+        ctx.check_hostname = False
+        tls = ctx.wrap_socket(c.sock, server_hostname="mx.example.test")
+        time.sleep(2)
+        tls.sendall(b"NOOP\r\n")
+        assert tls.recv(100).startswith(b"250 ")
+        tls.close()
         assert serves(server)
 
 

@@ -262,12 +262,16 @@ class Pop3Session:
         if self.account is None:
             return replies.BYE.with_text(f"{self.hostname} closing connection")
         doomed = [m.uid for m in self._messages if m.deleted]
-        if doomed:
-            try:
+        try:
+            if doomed:
                 await self.messages.expunge(self._mailbox_id, doomed)
-            except StoreError as exc:
-                log_event(log, logging.ERROR, "pop3.store_error", conn=self.conn_id, error=str(exc))
-                return replies.NOT_ALL_REMOVED
+        except StoreError as exc:
+            log_event(log, logging.ERROR, "pop3.store_error", conn=self.conn_id, error=str(exc))
+            return replies.NOT_ALL_REMOVED
+        finally:
+            # This answer ends the session: free the maildrop before it is sent, or a
+            # client that reconnects as soon as it reads it could be told [IN-USE].
+            self.close()
         self.removed = len(doomed)
         return replies.BYE.with_text(f"{self.hostname} closing connection ({len(doomed)} deleted)")
 
@@ -361,11 +365,12 @@ class Pop3Session:
         machine = self.machine
         if not self.tls_available:
             return machine.send(replies.TLS_UNAVAILABLE)
+        # RFC 2595 §4: what the client pipelined behind STLS is never read as a command.
+        # Dropped before the answer goes out: what arrives after it is the handshake.
+        machine.discarded_plaintext += channel.discard_pending()
         channel.write(out + machine.send(replies.BEGIN_TLS))
         out.clear()
         await channel.drain()
-        # RFC 2595 §4: what the client pipelined behind STLS is never read as a command.
-        machine.discarded_plaintext += channel.discard_pending()
         self.tls_info = await channel.upgrade_tls()
         machine.tls_started()
         log_event(

@@ -62,6 +62,12 @@ class Connection(asyncio.Protocol):
         self.idle = True  # waiting for a command with nothing at stake (shutdown may end it)
         self.counted = False  # holds a slot in the connection caps
         self.implicit_tls = False  # accepted on an implicit-TLS port
+        # The client's address, kept from the start: a TLS transport forgets it once the
+        # peer has gone, and the connection caps release the slot of this address.
+        self.peer: tuple[str, int] = ("?", 0)
+        # In (or waiting for) the TLS handshake: from the first byte on an implicit-TLS
+        # port, during start_tls after STARTTLS. Nothing in plaintext may go out then.
+        self.handshaking = False
         self.timing = Deadline()
         self._max_pending = max_pending
         self._pending = bytearray()
@@ -78,6 +84,10 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's TCP transport is not an asyncio.Transport subclass, but has its API.
         self.transport = cast(asyncio.Transport, transport)
+        name = transport.get_extra_info("peername")
+        if name:
+            self.peer = str(name[0]), int(name[1])
+        self.handshaking = self.implicit_tls
         if self.on_open is not None:
             self.on_open(self)
 
@@ -125,13 +135,6 @@ class Connection(asyncio.Protocol):
                 reader.set_result(b"")
 
     # -- what the listeners use ---------------------------------------------------
-
-    @property
-    def peer(self) -> tuple[str, int]:
-        name = self.transport.get_extra_info("peername") if self.transport else None
-        if not name:
-            return "?", 0
-        return str(name[0]), int(name[1])
 
     async def read(self) -> bytes:
         """The next bytes from the client; ``b""`` once it has closed."""
@@ -199,18 +202,45 @@ class Connection(asyncio.Protocol):
         return await self.start_tls(context, self.tls_handshake_timeout)
 
     async def start_tls(self, context: ssl.SSLContext, handshake_timeout: float) -> str:
-        """Upgrade to TLS in place; returns the protocol and cipher, for the log and Received."""
+        """Upgrade to TLS in place; returns the protocol and cipher, for the log and Received.
+
+        Bytes received but not read when this is called are the client's first handshake
+        bytes: on an implicit-TLS port the transport reads the ClientHello as soon as the
+        connection is made, before the session task gets here; after STARTTLS the client
+        sends it as soon as it reads our answer (plaintext pipelined behind the command
+        was discarded before that answer). They go to the TLS layer ``loop.start_tls``
+        installs, as if just received (``_replay``); anything else there fails the
+        handshake, as garbage on the wire would.
+        """
         if self.transport is None:  # pragma: no cover - only called on a live connection
             raise ConnectionResetError("connection closed")
         self._read_paused = False  # start_tls resumes reading on the new transport
+        early = bytes(self._pending)
+        self._pending.clear()
         loop = asyncio.get_running_loop()
-        transport = await loop.start_tls(
-            self.transport,
-            self,
-            context,
-            server_side=True,
-            ssl_handshake_timeout=handshake_timeout,
-        )
+        if early:
+            # Runs before the TLS layer's connection_made, which loop.start_tls schedules
+            # (with no await before it) after this: the layer keeps the bytes for the
+            # handshake it then starts.
+            loop.call_soon(_replay, self.transport, early)
+        # The handshake waits on the client: the reaper ends it at its deadline, as it
+        # ends any wait for a client (asyncio's own timeout, a little later, backs it up).
+        self.handshaking = True
+        deadline = self.timing.deadline
+        self.expect_within(handshake_timeout)
+        self.timing.reading = True
+        try:
+            transport = await loop.start_tls(
+                self.transport,
+                self,
+                context,
+                server_side=True,
+                ssl_handshake_timeout=handshake_timeout + 5,
+            )
+        finally:
+            self.timing.reading = False
+        self.handshaking = False
+        self.timing.deadline = deadline  # the next command's, as before the handshake
         if transport is None:  # pragma: no cover - only when the peer vanished mid-handshake
             raise ConnectionResetError("connection closed during the TLS handshake")
         self.transport = transport
@@ -223,6 +253,21 @@ class Connection(asyncio.Protocol):
     def abort(self) -> None:
         if self.transport is not None:
             self.transport.abort()
+
+
+def _replay(transport: asyncio.BaseTransport, data: bytes) -> None:
+    """Give ``data`` to the protocol now on ``transport`` (the TLS layer) as if just
+    received. asyncio's and uvloop's TLS layers are buffered protocols that keep what
+    they receive before their ``connection_made`` for the handshake it starts."""
+    # uvloop's is not an asyncio.BufferedProtocol subclass, but has its methods.
+    protocol = cast(asyncio.BufferedProtocol, transport.get_protocol())
+    view = memoryview(data)
+    while view:
+        buf = memoryview(protocol.get_buffer(len(view)))
+        n = min(len(buf), len(view))
+        buf[:n] = view[:n]
+        protocol.buffer_updated(n)
+        view = view[n:]
 
 
 @dataclass(slots=True)

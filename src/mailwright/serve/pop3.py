@@ -79,7 +79,6 @@ class Pop3Listener(Listener):
         log_event(log, logging.DEBUG, "pop3.connect", conn=conn_id, client=ip, port=port)
         try:
             if implicit:
-                conn.expect_within(self.config.tls_handshake_timeout)
                 session.tls_info = await conn.upgrade_tls()
             await session.run(conn)
         except asyncio.CancelledError:
@@ -90,8 +89,9 @@ class Pop3Listener(Listener):
                 notice = replies.SHUTTING_DOWN
             else:
                 raise
-            with contextlib.suppress(ConnectionError):
-                conn.write(session.notice(notice))
+            if not conn.handshaking:  # no plaintext to a client that expects TLS
+                with contextlib.suppress(ConnectionError):
+                    conn.write(session.notice(notice))
         except (ConnectionError, ssl.SSLError) as exc:
             log_event(log, logging.INFO, "pop3.lost", conn=conn_id, error=type(exc).__name__)
         except Exception:

@@ -88,8 +88,9 @@ class SmtpListener(Listener):
                 reply = replies.SHUTTING_DOWN
             else:
                 raise
-            with contextlib.suppress(ConnectionError):
-                conn.write(reply.to_bytes())
+            if not conn.handshaking:  # no plaintext to a client that expects TLS
+                with contextlib.suppress(ConnectionError):
+                    conn.write(reply.to_bytes())
         except (ConnectionError, ssl.SSLError) as exc:
             log_event(log, logging.INFO, "smtp.lost", conn=peer.conn_id, error=type(exc).__name__)
         except Exception:
@@ -160,11 +161,12 @@ class SmtpListener(Listener):
         session: SmtpSession,
         out: bytearray,
     ) -> None:
+        # RFC 3207 §4.2: plaintext the client pipelined behind STARTTLS is never read as
+        # TLS-protected input. The machine dropped what it had; drop what the socket holds,
+        # before the 220 goes out: what arrives after it is the handshake.
+        machine.discarded_plaintext += conn.discard_pending()
         conn.write(out)
         await conn.drain()
-        # RFC 3207 §4.2: plaintext the client pipelined behind STARTTLS is never read as
-        # TLS-protected input. The machine dropped what it had; drop what the socket holds.
-        machine.discarded_plaintext += conn.discard_pending()
         ctx = self.tls_context()
         if ctx is None:  # pragma: no cover - STARTTLS is answered 220 only with a context
             raise ConnectionAbortedError("TLS context vanished")
