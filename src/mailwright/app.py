@@ -30,8 +30,9 @@ from mailwright.config.loader import parse_listen
 from mailwright.core.log import event as log_event
 from mailwright.intake.routing import Router
 from mailwright.policy.auth import Authenticator, AuthLimits, AuthThrottle, LoginCache
+from mailwright.serve.access import AccessListener
 from mailwright.serve.limits import ConnectionLimiter
-from mailwright.serve.pop3 import Pop3Listener
+from mailwright.serve.pop3 import pop3_listener
 from mailwright.serve.smtp import SmtpListener, bind
 from mailwright.serve.tls import server_context
 from mailwright.store.sqlite import SqliteStore
@@ -105,7 +106,7 @@ class App:
         self.data_dir = Path(config.data_dir)
         self.store: SqliteStore | None = None
         self.smtp: SmtpListener | None = None
-        self.pop3: Pop3Listener | None = None
+        self.pop3: AccessListener | None = None
         self.addresses: dict[str, list[tuple[str, int]]] = {}
         self._sockets = sockets
         self._shared = shared
@@ -154,7 +155,7 @@ class App:
         for sock in sockets.smtp:
             await self.smtp.listen_socket(sock)
         if sockets.pop3 or sockets.pop3s:
-            self.pop3 = Pop3Listener(
+            self.pop3 = pop3_listener(
                 hostname=self.config.hostname,
                 config=self.config.pop3,
                 mailboxes=self.store.mailboxes,

@@ -20,6 +20,7 @@ import contextlib
 import ipaddress
 import logging
 from dataclasses import dataclass
+from typing import Literal
 
 from mailwright.access.channel import Channel
 from mailwright.config import Pop3Config
@@ -143,9 +144,17 @@ class Pop3Session:
             self._lease.release()
             self._lease = None
 
-    def notice(self, reply: Pop3Reply) -> bytes:
+    def notice(self, kind: Literal["timeout", "shutdown"]) -> bytes:
         """A closing notice (timeout, shutdown): its bytes; the session is over."""
+        reply = replies.TIMEOUT if kind == "timeout" else replies.SHUTTING_DOWN
         return self.machine.send_unsolicited(reply)
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "user": self.account.address if self.account else "",
+            "retrieved": self.retrieved,
+            "deleted": self.removed,
+        }
 
     def _expect(self, channel: Channel) -> None:
         cfg = self.config
