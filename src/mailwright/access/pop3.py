@@ -225,7 +225,8 @@ class Pop3Session:
         return replies.TLS_REQUIRED if self.tls_available else replies.AUTH_FAILED
 
     def _capa(self) -> Pop3Reply:
-        login = self._plaintext_ok and not self.machine.authenticated
+        # RFC 2449 §5: what is announced in AUTHORIZATION is announced after login too.
+        login = self._plaintext_ok
         return replies.capa(
             user=login,
             stls=self.tls_available and not self.machine.tls_active,
