@@ -84,9 +84,13 @@ def _encode(out: bytearray, value: Value, *, bare: bool) -> None:
     elif isinstance(value, Literal):
         _literal(out, value.data, binary=value.binary)
     elif isinstance(value, list | tuple):
+        # A list may say that its first ``run`` members are adjacent lists written with
+        # no space between them (RFC 9051 §9: "(" 1*body SP media-subtype, "(" 1*address
+        # ")"); message.structure marks its lists so.
+        run = getattr(value, "run", 0)
         out += b"("
         for i, item in enumerate(value):
-            if i:
+            if i and i >= run:
                 out += b" "
             _encode(out, item, bare=bare)
         out += b")"

@@ -219,3 +219,13 @@ def test_fetch_literal_pieces() -> None:
     )
     assert r.fetch_literal_tail() == b")\r\n"
     assert r.fetch_literal_tail([("FLAGS", [Atom("\\Seen")])]) == b" FLAGS (\\Seen))\r\n"
+
+
+class _Adjacent(list):  # type: ignore[type-arg]
+    run = 2
+
+
+def test_adjacent_lists_have_no_space_between_them() -> None:
+    # RFC 9051 §9: a multipart's bodies and an address list's addresses are adjacent.
+    value = _Adjacent([["a"], ["b"], "MIXED"])
+    assert r.encode(value) == b'(("a")("b") "MIXED")'
