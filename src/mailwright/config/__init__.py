@@ -8,6 +8,7 @@ from mailwright.config.loader import ENV_CONFIG, load_config, parse_config
 from mailwright.config.model import (
     AuthConfig,
     Config,
+    ImapConfig,
     LogConfig,
     Pop3Config,
     SmtpConfig,
@@ -18,6 +19,7 @@ __all__ = [
     "ENV_CONFIG",
     "AuthConfig",
     "Config",
+    "ImapConfig",
     "LogConfig",
     "Pop3Config",
     "SmtpConfig",

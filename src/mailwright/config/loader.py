@@ -30,6 +30,8 @@ _POP3_POSITIVE = {
     "max_connections", "max_connections_per_ip",
 }  # fmt: skip
 
+_IMAP_POSITIVE = _POP3_POSITIVE | {"max_literal", "max_append_size"}
+
 
 def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
     p = Path(path)
@@ -167,6 +169,15 @@ def _check(config: Config) -> None:
     for section, items in (("listen", pop3.listen), ("listen_tls", pop3.listen_tls)):
         for i, item in enumerate(items):
             parse_listen(item, f"pop3.{section}[{i}]")
+    imap = config.imap
+    for name in _IMAP_POSITIVE:
+        if getattr(imap, name) <= 0:
+            raise ConfigError(f"imap.{name}", "must be greater than zero")
+    if imap.max_line < 8192:
+        raise ConfigError("imap.max_line", "must be at least 8192 (RFC 7162 §4)")
+    for section, items in (("listen", imap.listen), ("listen_tls", imap.listen_tls)):
+        for i, item in enumerate(items):
+            parse_listen(item, f"imap.{section}[{i}]")
     auth = config.auth
     for name in ("window", "max_ip_failures", "max_user_failures"):
         if getattr(auth, name) <= 0:

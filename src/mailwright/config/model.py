@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Literal
+
+from mailwright.core.errors import ConfigError
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,28 @@ class Pop3Config:
 
 
 @dataclass(frozen=True, slots=True)
+class ImapConfig:
+    """IMAP4rev1/IMAP4rev2 (RFC 3501, RFC 9051) for clients that keep mail on the server."""
+
+    listen: tuple[str, ...] = ("127.0.0.1:2143",)  # STARTTLS offered (port 143's role)
+    listen_tls: tuple[str, ...] = ("127.0.0.1:2993",)  # implicit TLS (port 993's role)
+    # LOGIN and AUTHENTICATE without TLS: "never", "loopback" or "always".
+    allow_plaintext: Literal["never", "loopback", "always"] = "loopback"
+    # RFC 9051 §5.4: an autologout timer of at least 30 minutes once logged in (IDLE
+    # clients re-issue IDLE every 29 minutes, RFC 2177 §3).
+    idle_timeout: float = 1800.0
+    login_timeout: float = 60.0  # before authentication
+    tls_handshake_timeout: float = 30.0
+    max_line: int = 64 * 1024  # a command's text without its literals (RFC 7162 §4: >= 8192)
+    max_literal: int = 64 * 1024  # literals of one command after login (APPEND aside)
+    max_append_size: int = 50 * 1024 * 1024  # the largest message APPEND takes
+    max_errors: int = 20
+    max_connections: int = 2000
+    max_connections_per_ip: int = 50  # a client opens several (one per watched folder)
+    shutdown_grace: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
 class AuthConfig:
     """Failed logins, counted across POP3, IMAP and submission and across workers."""
 
@@ -76,12 +100,115 @@ class AuthConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class DnsConfig:
+    """The resolver for outbound delivery (MX, A, AAAA lookups)."""
+
+    nameservers: tuple[str, ...] = ()  # IP addresses; empty: the system's (/etc/resolv.conf)
+    port: int = 53
+    timeout: float = 5.0  # one query to one nameserver
+    lifetime: float = 20.0  # one lookup, all nameservers and retries together
+    # Try a mail host's IPv6 addresses before its IPv4 ones. Off by default: on a machine
+    # whose IPv6 does not reach the world, every IPv6 attempt would cost a timeout first.
+    prefer_ipv6: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 < self.port <= 65535:
+            raise ConfigError("dns.port", "must be between 1 and 65535")
+        for name in ("timeout", "lifetime"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"dns.{name}", "must be greater than zero")
+
+
+TlsPolicy = Literal["none", "opportunistic", "require", "verify"]
+TLS_POLICIES: tuple[TlsPolicy, ...] = ("none", "opportunistic", "require", "verify")
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpClientTimeouts:
+    """Seconds. The defaults are RFC 5321 §4.5.3.2's."""
+
+    connect: float = 30.0
+    greeting: float = 300.0  # the initial 220
+    command: float = 300.0  # EHLO, HELO, STARTTLS, AUTH, RSET, QUIT
+    mail: float = 300.0
+    rcpt: float = 300.0
+    data_init: float = 120.0  # the 354 after DATA
+    data_block: float = 180.0  # each write of message data
+    data_done: float = 600.0  # the reply after the final "."
+    tls_handshake: float = 60.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if getattr(self, f.name) <= 0:
+                raise ConfigError(f"outbound.timeouts.{f.name}", "must be greater than zero")
+
+
+@dataclass(frozen=True, slots=True)
+class SmarthostConfig:
+    """Relay every outbound message through one host (a home server behind an ISP)."""
+
+    host: str = ""  # empty: no smarthost; deliver by MX
+    port: int = 587
+    tls: Literal["starttls", "implicit"] = "starttls"  # TLS is always required
+    verify: bool = True  # check the certificate chain and the host name
+    username: str = ""  # empty: no AUTH
+    password: str = ""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.port <= 65535:
+            raise ConfigError("outbound.smarthost.port", "must be between 1 and 65535")
+        if any(c in self.host for c in " \r\n\t\0"):
+            raise ConfigError("outbound.smarthost.host", "must be a host name or address")
+        if self.password and not self.username:
+            raise ConfigError("outbound.smarthost.username", "required with a password")
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundConfig:
+    """Delivery to other mail servers."""
+
+    helo_name: str = ""  # empty: the top-level hostname
+    port: int = 25
+    tls_policy: TlsPolicy = "opportunistic"
+    # Per destination domain, "example.com=verify" (overrides tls_policy).
+    tls_policies: tuple[str, ...] = ()
+    ca_file: str = ""  # for "verify"; empty: the system's trust store
+    timeouts: SmtpClientTimeouts = field(default_factory=SmtpClientTimeouts)
+    smarthost: SmarthostConfig = field(default_factory=SmarthostConfig)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.port <= 65535:
+            raise ConfigError("outbound.port", "must be between 1 and 65535")
+        for i, item in enumerate(self.tls_policies):
+            domain, sep, policy = item.partition("=")
+            if not sep or not domain.strip() or policy.strip() not in TLS_POLICIES:
+                raise ConfigError(
+                    f"outbound.tls_policies[{i}]",
+                    f"must be DOMAIN=POLICY with POLICY one of {', '.join(TLS_POLICIES)}",
+                )
+
+    def policy_for(self, domain: str) -> TlsPolicy:
+        """The TLS policy for mail to ``domain`` (exact match, case-insensitive)."""
+        key = domain.lower().rstrip(".")
+        for item in self.tls_policies:
+            name, _, policy = item.partition("=")
+            if name.strip().lower().rstrip(".") == key:
+                for choice in TLS_POLICIES:
+                    if choice == policy.strip():
+                        return choice
+        return self.tls_policy
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     data_dir: str
     hostname: str = "localhost"
     workers: int = 0  # worker processes; 0 = one per CPU
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
     pop3: Pop3Config = field(default_factory=Pop3Config)
+    imap: ImapConfig = field(default_factory=ImapConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    dns: DnsConfig = field(default_factory=DnsConfig)
+    outbound: OutboundConfig = field(default_factory=OutboundConfig)

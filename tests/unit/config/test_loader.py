@@ -133,7 +133,17 @@ def test_unknown_key_is_named(tmp_path: Path) -> None:
 
 def test_unknown_top_level_key_and_section() -> None:
     assert error({"data_dir": "/d", "hostnme": "x"}).key == "hostnme"
-    assert error({"data_dir": "/d", "imap": {}}).key == "imap"
+    assert error({"data_dir": "/d", "jmap": {}}).key == "jmap"
+
+
+def test_imap_section() -> None:
+    config = parse_config({"data_dir": "/d", "imap": {"listen": ["127.0.0.1:1143"]}})
+    assert config.imap.listen == ("127.0.0.1:1143",)
+    assert config.imap.idle_timeout == 1800.0
+    assert error({"data_dir": "/d", "imap": {"max_line": 100}}).key == "imap.max_line"
+    assert error({"data_dir": "/d", "imap": {"listen_tls": ["nowhere"]}}).key.startswith(
+        "imap.listen_tls"
+    )
 
 
 @pytest.mark.parametrize(
