@@ -7,7 +7,12 @@
                                        [--dovecot-scheme PLAIN,ARGON2ID]
                                        [--dovecot-mode default,performance]
                                        [--only mailwright|dovecot,...] [--quick]
-    .venv/bin/python bench/run.py all   # every protocol bench: smtp, then pop3
+    .venv/bin/python bench/run.py imap [--clients 10,50] [--imap-workloads sessions,persistent]
+                                       [--imap-cycles N] [--imap-duration S]
+                                       [--dovecot-mode default,performance]
+                                       [--imap-idle-sessions 1000]
+                                       [--only mailwright|dovecot,...] [--quick]
+    .venv/bin/python bench/run.py all   # every protocol bench: smtp, pop3, then imap
 
 Progress goes to stderr; a Markdown table (for the README) to stdout; the raw
 numbers to bench/results/<protocol>-<UTC time>.json. See bench/README.md.
@@ -29,7 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness import corpus, dovecot, machine, pop3, report, smtp
+from harness import corpus, dovecot, imap, machine, pop3, report, smtp
 from harness.dovecot import DOVECOT, DovecotInstance
 from harness.mailwright import PASSWORD, MailwrightInstance
 from harness.postfix import POSTFIX, PostfixInstance
@@ -37,9 +42,12 @@ from harness.sink import SMTP_SINK, SinkInstance
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
-PROTOCOLS = ("smtp", "pop3")
+PROTOCOLS = ("smtp", "pop3", "imap")
 SMTP_SERVERS = ("sink", "postfix", "mailwright")
 POP3_SERVERS = ("dovecot", "mailwright")
+IMAP_SERVERS = ("dovecot", "mailwright")
+# Dovecot's binaries for each protocol (dovecot-pop3d, dovecot-imapd).
+DOVECOT_PROTOCOL = {"pop3": "/usr/lib/dovecot/pop3", "imap": "/usr/lib/dovecot/imap"}
 SERVERS = ("sink", "postfix", "dovecot", "mailwright")
 
 
@@ -74,6 +82,13 @@ def _schemes(text: str) -> list[str]:
     return names
 
 
+def _workloads(text: str) -> list[str]:
+    names = [x.strip().lower() for x in text.split(",") if x.strip()]
+    if not names or set(names) - set(imap.WORKLOADS) or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"a comma list of: {', '.join(imap.WORKLOADS)}")
+    return names
+
+
 def _modes(text: str) -> list[str]:
     names = [x.strip().lower() for x in text.split(",") if x.strip()]
     if not names or set(names) - {"default", "performance"} or len(set(names)) != len(names):
@@ -87,13 +102,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--quick",
         action="store_true",
-        help="a first try: SMTP 2,000 messages per run, POP3 200 sessions per run",
+        help="a first try: SMTP 2,000 messages per run, POP3 200 sessions per run, "
+        "IMAP 3,000 cycles or 15 s per run",
     )
     p.add_argument(
         "--only",
         type=_only,
         default=list(SERVERS),
-        help="comma list of servers: mailwright, postfix, sink (SMTP), dovecot (POP3); "
+        help="comma list of servers: mailwright, postfix, sink (SMTP), dovecot (POP3, IMAP); "
         "default: all",
     )
     p.add_argument("--mailwright", default=str(REPO / ".venv" / "bin" / "mailwright"))
@@ -127,7 +143,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--clients",
         type=_int_list,
         default=[10, 50],
-        help="concurrent POP3 clients, one user each (default 10,50)",
+        help="concurrent POP3 and IMAP clients, one user each (default 10,50)",
     )
     g.add_argument(
         "--pop3-sessions",
@@ -151,10 +167,45 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     g.add_argument(
         "--dovecot-mode",
         type=_modes,
-        default=["default"],
+        default=None,
         help="Dovecot process model(s), one row each: default (a process per connection "
         "and per session, as installed) and/or performance (Dovecot's documented "
-        "high-performance mode: long-lived login processes, reused pop3 processes)",
+        "high-performance mode: long-lived login processes, reused pop3/imap processes); "
+        "default: POP3 default, IMAP default,performance (the issue's two baselines)",
+    )
+
+    g = p.add_argument_group("imap (also --clients, --dovecot-scheme, --dovecot-mode)")
+    g.add_argument(
+        "--imap-workloads",
+        type=_workloads,
+        default=list(imap.WORKLOADS),
+        help="sessions (connect, LOGIN, SELECT, a cycle, LOGOUT, again) and/or persistent "
+        "(cycles on long-lived logged-in sessions)",
+    )
+    g.add_argument(
+        "--imap-cycles",
+        type=int,
+        default=None,
+        help="cycles (sessions workload: sessions) per timed run, shared by the clients "
+        "(default 30000; --quick 3000)",
+    )
+    g.add_argument(
+        "--imap-duration",
+        type=float,
+        default=None,
+        help="no new cycle after this many seconds of a run (default 60; --quick 15)",
+    )
+    g.add_argument(
+        "--imap-idle-sessions",
+        type=int,
+        default=1000,
+        help="IMAP sessions in IDLE for the memory test (0 skips it)",
+    )
+    g.add_argument(
+        "--imap-idle-users",
+        type=int,
+        default=50,
+        help="users the idle sessions are spread over (default 50)",
     )
     args = p.parse_args(argv)
     if args.messages is None:
@@ -173,7 +224,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         p.error("--pop3-sessions and --pop3-duration must be > 0")
     if max(args.clients) > pop3.MAX_CLIENTS:
         p.error(f"--clients at most {pop3.MAX_CLIENTS}")
+    if args.imap_cycles is None:
+        args.imap_cycles = 3000 if args.quick else 30000
+    if args.imap_duration is None:
+        args.imap_duration = 15.0 if args.quick else 60.0
+    if args.imap_cycles < 1 or args.imap_duration <= 0:
+        p.error("--imap-cycles and --imap-duration must be > 0")
+    if not 0 <= args.imap_idle_sessions <= 20000 or args.imap_idle_users < 1:
+        p.error("--imap-idle-sessions between 0 and 20000, --imap-idle-users ≥ 1")
     return args
+
+
+def dovecot_modes(args: argparse.Namespace, protocol: str) -> list[str]:
+    if args.dovecot_mode is not None:
+        return list(args.dovecot_mode)
+    return ["default", "performance"] if protocol == "imap" else ["default"]
 
 
 def preflight_smtp(args: argparse.Namespace) -> list[str]:
@@ -213,15 +278,17 @@ def _mailwright_works(binary: str) -> bool:
     return proc.returncode == 0
 
 
-def preflight_pop3(args: argparse.Namespace, workdir: str) -> tuple[list[str], dict[str, str]]:
-    """The POP3 servers that can run here, and why the others cannot."""
-    servers = [s for s in args.only if s in POP3_SERVERS]
+def preflight_pop3(
+    args: argparse.Namespace, workdir: str, protocol: str = "pop3"
+) -> tuple[list[str], dict[str, str]]:
+    """The POP3 (or IMAP) servers that can run here, and why the others cannot."""
+    servers = [s for s in args.only if s in (POP3_SERVERS if protocol == "pop3" else IMAP_SERVERS)]
     skipped: dict[str, str] = {}
     if "dovecot" in servers:
         known = dovecot.schemes()
         missing = [x for x in args.dovecot_scheme if x not in known]
-        if not os.access(DOVECOT, os.X_OK):
-            skipped["dovecot"] = "not installed (apt-get install dovecot-pop3d)"
+        if not os.access(DOVECOT, os.X_OK) or not os.access(DOVECOT_PROTOCOL[protocol], os.X_OK):
+            skipped["dovecot"] = f"not installed (apt-get install dovecot-{protocol}d)"
         elif os.geteuid() != 0:
             skipped["dovecot"] = "a private Dovecot instance must be started as root"
         elif missing:
@@ -346,7 +413,7 @@ def bench_pop3(args: argparse.Namespace, servers: list[str], workdir: str) -> di
         log(f"[{i}/{len(args.clients)}] {clients} POP3 clients, {args.pop3_sessions:,} sessions")
         # Servers take turns within a case so slow drift (thermal, page cache) hits all.
         if "dovecot" in servers:
-            for mode in args.dovecot_mode:
+            for mode in dovecot_modes(args, "pop3"):
                 for scheme in args.dovecot_scheme:
                     label = dovecot.label(scheme, mode == "performance")
                     factory = dovecot_factory(scheme, mode, clients)
@@ -369,7 +436,7 @@ def bench_pop3(args: argparse.Namespace, servers: list[str], workdir: str) -> di
             "message_size": round(sum(sizes) / len(sizes)),
             "servers": servers,
             "dovecot_schemes": args.dovecot_scheme if "dovecot" in servers else [],
-            "dovecot_modes": args.dovecot_mode if "dovecot" in servers else [],
+            "dovecot_modes": dovecot_modes(args, "pop3") if "dovecot" in servers else [],
         },
         "password": [
             {"scheme": x, "params": dovecot.scheme_params(dovecot.password_hash(x, PASSWORD))}
@@ -378,6 +445,122 @@ def bench_pop3(args: argparse.Namespace, servers: list[str], workdir: str) -> di
         "mailwright_password": mw_params,
         "filesystem": smtp.fs_type(workdir),
         "runs": runs,
+    }
+
+
+def bench_imap(args: argparse.Namespace, servers: list[str], workdir: str) -> dict[str, Any]:
+    settings = imap.Settings(
+        cycles=args.imap_cycles,
+        duration=args.imap_duration,
+        grace=60.0,
+        password=PASSWORD,
+        corpus_dir=imap.corpus_dir(workdir),
+        workloads=tuple(args.imap_workloads),
+    )
+    modes = dovecot_modes(args, "imap")
+
+    def dovecot_factory(
+        scheme: str, mode: str, names: list[str], max_sessions: int = 0
+    ) -> Callable[[], DovecotInstance]:
+        return lambda: DovecotInstance(
+            names,
+            PASSWORD,
+            scheme,
+            performance=mode == "performance",
+            workdir=workdir,
+            protocols=("imap",),
+            max_sessions=max_sessions,
+        )
+
+    def mailwright_factory(
+        names: list[str], max_connections: int = 5000
+    ) -> Callable[[], MailwrightInstance]:
+        return lambda: MailwrightInstance(
+            args.mailwright, names, workdir=workdir, imap=True, max_connections=max_connections
+        )
+
+    runs: list[dict[str, Any]] = []
+    for i, clients in enumerate(args.clients, 1):
+        log(
+            f"[{i}/{len(args.clients)}] {clients} IMAP clients, "
+            f"{', '.join(settings.workloads)}: up to {args.imap_cycles:,} cycles / "
+            f"{args.imap_duration:.0f}s per run"
+        )
+        names = imap.users(clients)
+        # Servers take turns within a case so slow drift (thermal, page cache) hits all.
+        if "dovecot" in servers:
+            for mode in modes:
+                for scheme in args.dovecot_scheme:
+                    label = dovecot.label(scheme, mode == "performance")
+                    dc = dovecot_factory(scheme, mode, names)
+                    runs += imap.run_case("dovecot", label, dc, clients, settings, log)
+        if "mailwright" in servers:
+            mw = mailwright_factory(names)
+            runs += imap.run_case("mailwright", "mailwright", mw, clients, settings, log)
+
+    idle: list[dict[str, Any]] = []
+    n = args.imap_idle_sessions
+    if n > 0:
+        log(f"idle: {n:,} IMAP sessions in IDLE over {args.imap_idle_users} users")
+        smtp.raise_fd_limit(n * 2 + 1024)  # the load client and the servers inherit it
+        names = imap.users(args.imap_idle_users)
+        cases: list[tuple[str, str, Callable[[], Any]]] = []
+        if "dovecot" in servers:
+            for mode in modes:
+                scheme = args.dovecot_scheme[0]
+                label = dovecot.label(scheme, mode == "performance")
+                cases.append(("dovecot", label, dovecot_factory(scheme, mode, names, n)))
+        if "mailwright" in servers:
+            cases.append(("mailwright", "mailwright", mailwright_factory(names, n * 2 + 100)))
+        for name, label, factory in cases:
+            t = time.monotonic()
+            try:
+                with factory() as server:
+                    log(f"  {label} on 127.0.0.1:{server.imap_port} ...")
+                    r = imap.idle_sessions(server, names, n, settings)
+            except Exception as e:  # keep the throughput results whatever happens here
+                r = {"server": name, "label": label, "sessions": n, "error": repr(e)}
+            idle.append(r)
+            log(
+                f"    {label}: "
+                + (
+                    f"{r.get('idling', 0):,} idling, extra RSS {r['extra_rss_mb']} MB, "
+                    f"PSS {r['extra_pss_mb']} MB, processes {r['processes_after']}"
+                    if "extra_rss_mb" in r
+                    else ""
+                )
+                + (f" FAILED: {r['error']}" if "error" in r else "")
+                + f" ({time.monotonic() - t:.0f}s)"
+            )
+
+    sizes = [len(m) for m in corpus.messages()]
+    mw_params = next(
+        (r["describe"]["password_params"] for r in runs if r["server"] == "mailwright"
+         and "describe" in r),
+        None,
+    )  # fmt: skip
+    return {
+        "settings": {
+            "clients": args.clients,
+            "workloads": list(settings.workloads),
+            "cycles": args.imap_cycles,
+            "duration": args.imap_duration,
+            "messages_per_mailbox": len(sizes),
+            "message_size": round(sum(sizes) / len(sizes)),
+            "servers": servers,
+            "dovecot_schemes": args.dovecot_scheme if "dovecot" in servers else [],
+            "dovecot_modes": modes if "dovecot" in servers else [],
+            "idle_sessions": n,
+            "idle_users": args.imap_idle_users,
+        },
+        "password": [
+            {"scheme": x, "params": dovecot.scheme_params(dovecot.password_hash(x, PASSWORD))}
+            for x in (args.dovecot_scheme if "dovecot" in servers else [])
+        ],
+        "mailwright_password": mw_params,
+        "filesystem": smtp.fs_type(workdir),
+        "runs": runs,
+        "idle": idle,
     }
 
 
@@ -405,13 +588,14 @@ def main(argv: list[str]) -> int:
                 doc["postfix_version"] = _version(["/usr/sbin/postconf", "-h", "mail_version"])
                 doc["smtp"] = bench_smtp(args, servers, workdir)
             else:
-                servers, skipped = preflight_pop3(args, workdir)
+                servers, skipped = preflight_pop3(args, workdir, protocol)
                 if not servers:
-                    log("pop3: nothing to run")
+                    log(f"{protocol}: nothing to run")
                     continue
                 doc["dovecot_version"] = dovecot.version()
-                doc["pop3"] = bench_pop3(args, servers, workdir)
-                doc["pop3"]["skipped"] = skipped
+                bench = bench_pop3 if protocol == "pop3" else bench_imap
+                doc[protocol] = bench(args, servers, workdir)
+                doc[protocol]["skipped"] = skipped
             doc["wall_seconds"] = round(time.monotonic() - started, 1)
             out_dir.mkdir(parents=True, exist_ok=True)
             stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")

@@ -2,14 +2,17 @@
 
 Never touches the system instance: one generated config file under a temp directory,
 ``dovecot -F -c FILE`` run as our own child (so its PID is the master's), stopped with
-SIGTERM to that PID. POP3 only, on 127.0.0.1:<free port>, no TLS, plaintext logins
-allowed; users in a passwd-file (passdb and userdb); mail in Maildir, owned by
-``nobody``. Everything else is Dovecot's default, including its process model: one
-pop3-login process per connection and one pop3 process per session
+SIGTERM to that PID. POP3 and/or IMAP (``protocols``), each on 127.0.0.1:<free port>,
+no TLS, plaintext logins allowed; users in a passwd-file (passdb and userdb); mail in
+Maildir, owned by ``nobody``. Everything else is Dovecot's default, including its
+process model: one login process per connection and one pop3/imap process per session
 (``service_count = 1``), and no auth cache. ``performance=True`` switches to the
 high-performance mode Dovecot's documentation describes instead: login processes
-that serve many connections (one per CPU, started up front) and pop3 processes reused
-from session to session (all users share one uid, so that is allowed).
+that serve many connections (one per CPU, started up front) and pop3/imap processes
+reused from session to session (all users share one uid, so that is allowed).
+``max_sessions`` raises the limits that would cap many concurrent IMAP sessions (the
+idle-sessions test): the imap process limit, the master's client limit and the
+per-user-and-IP connection limit (10 by default).
 """
 
 from __future__ import annotations
@@ -35,14 +38,14 @@ _CONF = """\
 base_dir = {root}/run
 state_dir = {root}/state
 instance_name = mwbench-dovecot-{port}
-protocols = pop3
+protocols = {protocols}
 listen = 127.0.0.1
 ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 log_path = {root}/log/dovecot.log
 mail_location = maildir:~/Maildir
-passdb {{
+{limits}passdb {{
   driver = passwd-file
   args = {root}/etc/users
 }}
@@ -50,27 +53,37 @@ userdb {{
   driver = passwd-file
   args = {root}/etc/users
 }}
-service pop3-login {{
-  inet_listener pop3 {{
+{services}"""
+
+# One block per protocol: {proto} is pop3 or imap, {tls} pop3s or imaps.
+_SERVICE = """\
+service {proto}-login {{
+  inet_listener {proto} {{
     address = 127.0.0.1
     port = {port}
   }}
-  inet_listener pop3s {{
+  inet_listener {tls} {{
     port = 0
   }}
 {login_service}}}
-{pop3_service}"""
+{proto_service}"""
 
 _PERFORMANCE_LOGIN = """\
   # high-performance mode: each login process serves many connections
   service_count = 0
   process_min_avail = {cpus}
 """
-_PERFORMANCE_POP3 = """\
-service pop3 {
-  # reuse pop3 processes from session to session (all users have one uid)
+_PERFORMANCE_PROTO = """\
+  # reuse {proto} processes from session to session (all users have one uid)
   service_count = 0
-}
+"""
+
+# Only with max_sessions (the idle-sessions test): room for that many IMAP sessions.
+_LIMITS = """\
+default_client_limit = {clients}
+protocol imap {{
+  mail_max_userip_connections = {sessions}
+}}
 """
 
 
@@ -118,6 +131,19 @@ def label(scheme: str, performance: bool) -> str:
     return f"Dovecot ({scheme}{', performance mode' if performance else ''})"
 
 
+def _service(proto: str, port: int, performance: bool, cpus: int, process_limit: int) -> str:
+    body = _PERFORMANCE_PROTO.format(proto=proto) if performance else ""
+    if process_limit:
+        body += f"  process_limit = {process_limit}\n"
+    return _SERVICE.format(
+        proto=proto,
+        tls=f"{proto}s",
+        port=port,
+        login_service=_PERFORMANCE_LOGIN.format(cpus=cpus) if performance else "",
+        proto_service=f"service {proto} {{\n{body}}}\n" if body else "",
+    )
+
+
 def scheme_params(entry: str) -> str:
     """``{SCHEME}`` and its cost parameters from a passdb entry, without salt or hash."""
     if entry.count("$") >= 3:
@@ -154,15 +180,22 @@ class DovecotInstance(ManagedInstance):
         scheme: str = "PLAIN",
         performance: bool = False,
         workdir: str | None = None,
+        protocols: tuple[str, ...] = ("pop3",),
+        max_sessions: int = 0,
     ) -> None:
+        if not protocols or set(protocols) - {"pop3", "imap"}:
+            raise ValueError(f"protocols: pop3 and/or imap, not {protocols}")
         self.users = users
         self.password = password
         self.scheme = scheme.upper()
         self.performance = performance
+        self.protocols = protocols
+        self.max_sessions = max_sessions
         self.label = label(self.scheme, performance)
         self.root = Path(tempfile.mkdtemp(prefix="mwbench-dovecot-", dir=workdir))
         self.conf = self.root / "etc" / "dovecot.conf"
-        self.port = net.free_port()
+        self.ports = {proto: net.free_port() for proto in protocols}
+        self.port = self.ports[protocols[0]]
         self.proc: subprocess.Popen[bytes] | None = None
         self._stderr = None
         self.password_entry = ""
@@ -192,12 +225,23 @@ class DovecotInstance(ManagedInstance):
         users_file.write_text("".join(lines))
         os.chmod(users_file, 0o644)
         cpus = len(os.sched_getaffinity(0))
+        n = self.max_sessions
+        # The imap service's own process limit (1024 as shipped) must leave room for n
+        # sessions plus a few, and the master's default client limit (1000; auth's
+        # client limit) for those and the login processes (doveconf checks the sum).
+        room = n + 100 if n else 0
+        limits = _LIMITS.format(clients=room + 200, sessions=n) if n else ""
+        services = "".join(
+            _service(proto, port, self.performance, cpus, room if proto == "imap" else 0)
+            for proto, port in self.ports.items()
+        )
         self.conf.write_text(
             _CONF.format(
                 root=root,
                 port=self.port,
-                login_service=_PERFORMANCE_LOGIN.format(cpus=cpus) if self.performance else "",
-                pop3_service=_PERFORMANCE_POP3 if self.performance else "",
+                protocols=" ".join(self.protocols),
+                limits=limits,
+                services=services,
             )
         )
         check = subprocess.run(
@@ -237,7 +281,10 @@ class DovecotInstance(ManagedInstance):
             stderr=subprocess.STDOUT,
         )
         try:
-            net.wait_for_greeting(self.port, prefix="+OK", timeout=30)
+            if "pop3" in self.ports:
+                net.wait_for_greeting(self.ports["pop3"], prefix="+OK", timeout=30)
+            if "imap" in self.ports:
+                net.wait_for_imap(self.ports["imap"], timeout=30)
         except TimeoutError as e:
             raise RuntimeError(f"{e}\n{self.log_tail()}") from e
 
@@ -259,7 +306,11 @@ class DovecotInstance(ManagedInstance):
     # -- measurement -------------------------------------------------------------------
     @property
     def pop3_port(self) -> int:
-        return self.port
+        return self.ports["pop3"]
+
+    @property
+    def imap_port(self) -> int:
+        return self.ports["imap"]
 
     @property
     def root_pid(self) -> int:
@@ -287,7 +338,7 @@ class DovecotInstance(ManagedInstance):
         entry = self.password_entry
         return {
             "version": version(),
-            "port": self.port,
+            "ports": self.ports,
             "password_scheme": self.scheme,
             "performance_mode": self.performance,
             # The scheme and parameters, not the hash itself.

@@ -2,8 +2,9 @@
 
 Uses only the public CLI: ``init``, ``user add``, ``serve``. Ports and connection
 limits are overridden through ``MAILWRIGHT_SMTP__*`` environment variables; stored
-messages are counted by reading the SQLite ``placements`` table read-only. POP3
-settings come from ``MAILWRIGHT_POP3__*`` variables too (``pop3_env``).
+messages are counted by reading the SQLite ``placements`` table read-only. POP3 and
+IMAP settings come from ``MAILWRIGHT_POP3__*`` and ``MAILWRIGHT_IMAP__*`` variables
+too (``pop3_env``, ``imap_env``); an instance without them binds no POP3 or IMAP port.
 """
 
 from __future__ import annotations
@@ -41,6 +42,23 @@ def pop3_env(port: int | None, max_connections: int = 5000) -> dict[str, str]:
     }
 
 
+def imap_env(port: int | None, max_connections: int = 5000) -> dict[str, str]:
+    """Environment overrides for mailwright's ``[imap]`` settings (config/model.py
+    ``ImapConfig``), as ``pop3_env`` does for POP3: plaintext IMAP on loopback with
+    the connection limits raised (every bench client comes from 127.0.0.1; Dovecot has
+    no per-IP limit), or (``port=None``) no IMAP listener at all, so the other benches'
+    instances never bind the default IMAP ports."""
+    if port is None:
+        return {"MAILWRIGHT_IMAP__LISTEN": "[]", "MAILWRIGHT_IMAP__LISTEN_TLS": "[]"}
+    return {
+        "MAILWRIGHT_IMAP__LISTEN": f'["127.0.0.1:{port}"]',
+        "MAILWRIGHT_IMAP__LISTEN_TLS": "[]",
+        "MAILWRIGHT_IMAP__ALLOW_PLAINTEXT": "always",  # LOGIN without TLS, like Dovecot here
+        "MAILWRIGHT_IMAP__MAX_CONNECTIONS": str(max_connections),
+        "MAILWRIGHT_IMAP__MAX_CONNECTIONS_PER_IP": str(max_connections),
+    }
+
+
 class MailwrightInstance(ManagedInstance):
     name = "mailwright"
     label = "mailwright"
@@ -53,6 +71,7 @@ class MailwrightInstance(ManagedInstance):
         workdir: str | None = None,
         max_connections: int = 5000,
         pop3: bool = False,
+        imap: bool = False,
     ) -> None:
         self.binary = binary
         self.recipients = recipients
@@ -62,6 +81,7 @@ class MailwrightInstance(ManagedInstance):
         self.config = self.data_dir / "mailwright.toml"
         self.port = net.free_port()  # SMTP
         self.pop3_port = net.free_port() if pop3 else None
+        self.imap_port = net.free_port() if imap else None
         self.proc: subprocess.Popen[bytes] | None = None
         self._db: sqlite3.Connection | None = None
         self._log = None
@@ -142,6 +162,7 @@ class MailwrightInstance(ManagedInstance):
         env["MAILWRIGHT_SMTP__MAX_CONNECTIONS"] = str(self.max_connections)
         env["MAILWRIGHT_SMTP__MAX_CONNECTIONS_PER_IP"] = str(self.max_connections)
         env.update(pop3_env(self.pop3_port, self.max_connections))
+        env.update(imap_env(self.imap_port, self.max_connections))
         return env
 
     def start(self) -> None:
@@ -157,6 +178,8 @@ class MailwrightInstance(ManagedInstance):
             net.wait_for_banner(self.port, timeout=30)
             if self.pop3_port is not None:
                 net.wait_for_greeting(self.pop3_port, prefix="+OK", timeout=30)
+            if self.imap_port is not None:
+                net.wait_for_imap(self.imap_port, timeout=30)
         except TimeoutError as e:
             raise RuntimeError(f"{e}\n{self.log_tail()}") from e
 
@@ -219,6 +242,7 @@ class MailwrightInstance(ManagedInstance):
             "version": version,
             "port": self.port,
             "pop3_port": self.pop3_port,
+            "imap_port": self.imap_port,
             "password_params": self.password_params(),
             "config": self.config.read_text(),
         }

@@ -12,9 +12,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for_greeting(port: int, prefix: str = "220", timeout: float = 30.0) -> str:
+def wait_for_greeting(
+    port: int, prefix: str = "220", timeout: float = 30.0, farewell: bytes = b"QUIT\r\n"
+) -> str:
     """Connect to 127.0.0.1:port until a greeting starting with `prefix` arrives (SMTP
-    "220", POP3 "+OK"); say QUIT and return it."""
+    "220", POP3 "+OK", IMAP "* OK"); say `farewell` (QUIT; IMAP: a LOGOUT) and return
+    the greeting."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
@@ -23,7 +26,7 @@ def wait_for_greeting(port: int, prefix: str = "220", timeout: float = 30.0) -> 
                 data = s.recv(512).decode("latin-1")
                 if data.startswith(prefix):
                     try:
-                        s.sendall(b"QUIT\r\n")
+                        s.sendall(farewell)
                         s.recv(512)
                     except OSError:
                         pass
@@ -38,3 +41,8 @@ def wait_for_greeting(port: int, prefix: str = "220", timeout: float = 30.0) -> 
 def wait_for_banner(port: int, timeout: float = 30.0) -> str:
     """Connect to 127.0.0.1:port until an SMTP 220 greeting arrives; return it."""
     return wait_for_greeting(port, "220", timeout)
+
+
+def wait_for_imap(port: int, timeout: float = 30.0) -> str:
+    """Connect to 127.0.0.1:port until an IMAP "* OK" greeting arrives; return it."""
+    return wait_for_greeting(port, "* OK", timeout, farewell=b"a LOGOUT\r\n")

@@ -144,11 +144,191 @@ def pop3_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
+# -- IMAP ----------------------------------------------------------------------------
+IMAP_OPS = {
+    "login": "LOGIN",
+    "select": "SELECT INBOX",
+    "fetch_flags": "FETCH 1:* (FLAGS UID)",
+    "fetch_header": "UID FETCH (BODY.PEEK[HEADER])",
+    "fetch_body": "UID FETCH (BODY.PEEK[])",
+    "store": "UID STORE +FLAGS",
+    "append": "APPEND",
+    "delete": "UID STORE \\Deleted",
+    "expunge": "UID EXPUNGE",
+    "noop": "NOOP",
+    "logout": "LOGOUT",
+}
+WORKLOAD_ORDER = {"sessions": 0, "persistent": 1}
+
+
+def _imap_cases(results: list[dict[str, Any]]) -> list[tuple[int, str]]:
+    return sorted(
+        {(r["clients"], r["workload"]) for r in results},
+        key=lambda c: (c[0], WORKLOAD_ORDER.get(c[1], 9)),
+    )
+
+
+def _imap_group(results: list[dict[str, Any]], case: tuple[int, str]) -> list[dict[str, Any]]:
+    return sorted(
+        (r for r in results if (r["clients"], r["workload"]) == case),
+        key=lambda r: (ORDER.get(r["server"], 9), "performance" in r.get("label", "")),
+    )
+
+
+def imap_table(results: list[dict[str, Any]]) -> str:
+    rows = [
+        "| clients | workload | server | ops/s | p50 ms | p99 ms | CPU s / 1k ops "
+        "| client CPU s / 1k ops | peak RSS MB (sum) | peak PSS MB |",
+        "|--:|---|---|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for case in _imap_cases(results):
+        group = _imap_group(results, case)
+        clients, workload = str(case[0]), case[1]
+        for r in group:
+            name = r.get("label") or LABEL.get(r["server"], r["server"])
+            if "ops_per_s" not in r:
+                rows.append(
+                    f"| {clients} | {workload} | {name} | failed: {_short(r['error'])} "
+                    "| | | | | | |"
+                )
+            else:
+                note = f" (failed: {_short(r['error'], 60)})" if "error" in r else ""
+                if r.get("stopped_by") == "duration":
+                    note += f" ({r['cycles']:,} cycles: the time bound)"
+                rows.append(
+                    f"| {clients} | {workload} | {name}{note} | {_num(r['ops_per_s'])} | "
+                    f"{_num(r['p50_ms'], 2)} | {_num(r['p99_ms'], 1)} | "
+                    f"{_num(r['cpu_per_1k'], 2)} | {_num(r['client_cpu_per_1k'], 2)} | "
+                    f"{_num(r['peak_rss_mb'])} | {_num(r['peak_pss_mb'])} |"
+                )
+            clients = workload = ""
+        mw = next((r for r in group if r["server"] == "mailwright" and "error" not in r), None)
+        for dc in group:
+            if mw is None or dc["server"] != "dovecot" or "error" in dc:
+                continue
+            rows.append(
+                f"| | | **mailwright / {dc.get('label', 'Dovecot')}** | "
+                f"{_ratio(mw['ops_per_s'], dc['ops_per_s'])} | "
+                f"{_ratio(mw['p50_ms'], dc['p50_ms'])} | "
+                f"{_ratio(mw['p99_ms'], dc['p99_ms'])} | "
+                f"{_ratio(mw['cpu_per_1k'], dc['cpu_per_1k'])} | | "
+                f"{_ratio(mw['peak_rss_mb'], dc['peak_rss_mb'])} | "
+                f"{_ratio(mw['peak_pss_mb'], dc['peak_pss_mb'])} |"
+            )
+    return "\n".join(rows)
+
+
+def imap_commands_table(results: list[dict[str, Any]]) -> str:
+    """ops/s and p50 / p99 ms of each command, one column pair per server."""
+    labels: list[str] = []
+    for r in sorted(
+        results, key=lambda r: (ORDER.get(r["server"], 9), "performance" in r.get("label", ""))
+    ):
+        label = r.get("label") or r["server"]
+        if label not in labels:
+            labels.append(label)
+    head = "| clients | workload | command | " + " | ".join(
+        f"{label} ops/s | p50 / p99 ms" for label in labels
+    )
+    rows = [head + " |", "|--:|---|---|" + "--:|--:|" * len(labels)]
+    for case in _imap_cases(results):
+        by = {r.get("label") or r["server"]: r for r in _imap_group(results, case)}
+        present = [op for op in IMAP_OPS if any(op in r.get("by_command", {}) for r in by.values())]
+        clients, workload = str(case[0]), case[1]
+        for op in present:
+            cells = []
+            for label in labels:
+                c = by.get(label, {}).get("by_command", {}).get(op)
+                if c is None:
+                    cells.append("— | —")
+                else:
+                    cells.append(
+                        f"{_num(c['ops_per_s'])} | {_num(c['p50_ms'], 2)} / {_num(c['p99_ms'], 1)}"
+                    )
+            rows.append(f"| {clients} | {workload} | {IMAP_OPS[op]} | " + " | ".join(cells) + " |")
+            clients = workload = ""
+    return "\n".join(rows)
+
+
+def imap_idle_table(results: list[dict[str, Any]]) -> str:
+    if not results:
+        return ""
+    n = results[0]["sessions"]
+    rows = [
+        f"| {n:,} IMAP sessions in IDLE | idling | RSS before MB | extra RSS MB "
+        "| extra RSS KB / session | PSS before MB | extra PSS MB | processes |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    ordered = sorted(
+        results, key=lambda r: (ORDER.get(r["server"], 9), "performance" in r.get("label", ""))
+    )
+    for r in ordered:
+        name = r.get("label") or LABEL.get(r["server"], r["server"])
+        if "rss_before_mb" not in r:
+            rows.append(f"| {name} | failed: {_short(r.get('error', '?'))} | | | | | | |")
+            continue
+        note = f" (failed: {_short(r['error'], 60)})" if "error" in r else ""
+        rows.append(
+            f"| {name}{note} | {r.get('idling', 0):,} | {_num(r['rss_before_mb'])} | "
+            f"{_num(r['extra_rss_mb'])} | {_num(r['extra_rss_kb_per_session'], 1)} | "
+            f"{_num(r['pss_before_mb'])} | {_num(r['extra_pss_mb'])} | "
+            f"{r['processes_before']} → {r['processes_after']} |"
+        )
+    mw = next((r for r in ordered if r["server"] == "mailwright" and "extra_rss_mb" in r), None)
+    for dc in ordered:
+        if mw is None or dc["server"] != "dovecot" or "extra_rss_mb" not in dc:
+            continue
+        rows.append(
+            f"| **mailwright / {dc.get('label', 'Dovecot')}** | | | "
+            f"{_ratio(mw['extra_rss_mb'], dc['extra_rss_mb'])} | "
+            f"{_ratio(mw['extra_rss_kb_per_session'], dc['extra_rss_kb_per_session'])} | | "
+            f"{_ratio(mw['extra_pss_mb'], dc['extra_pss_mb'])} | |"
+        )
+    return "\n".join(rows)
+
+
+def imap_goals(section: dict[str, Any]) -> list[str]:
+    """Issue 3's targets, each with what this run measured."""
+    runs = section.get("runs", [])
+
+    def ratios(workload: str, performance: bool) -> str:
+        out = []
+        for clients in sorted({r["clients"] for r in runs}):
+            group = [r for r in runs if (r["clients"], r["workload"]) == (clients, workload)]
+            mw = next((r for r in group if r["server"] == "mailwright" and "error" not in r), None)
+            dc = next(
+                (
+                    r
+                    for r in group
+                    if r["server"] == "dovecot"
+                    and "error" not in r
+                    and ("performance" in r.get("label", "")) == performance
+                ),
+                None,
+            )
+            if mw and dc:
+                out.append(f"{clients} clients {_ratio(mw['ops_per_s'], dc['ops_per_s'])}")
+        return ", ".join(out) or "not measured"
+
+    idle = next(
+        (r for r in section.get("idle", []) if r["server"] == "mailwright" and "extra_rss_mb" in r),
+        None,
+    )
+    return [
+        "Targets (issue 3): "
+        f"sessions ≥ 1.0x Dovecot as shipped: {ratios('sessions', False)}; "
+        f"persistent ≥ 0.5x Dovecot in performance mode: {ratios('persistent', True)}; "
+        f"{idle['sessions'] if idle else 1000:,} sessions in IDLE < 100 MB extra RSS: "
+        + (f"{idle['extra_rss_mb']:,.0f} MB" if idle else "not measured")
+        + ".",
+    ]
+
+
 def _peers(doc: dict[str, Any]) -> str:
     peers = []
     if "smtp" in doc:
         peers.append(f"Postfix {doc.get('postfix_version', '?')}")
-    if "pop3" in doc:
+    if "pop3" in doc or "imap" in doc:
         peers.append(f"Dovecot {doc.get('dovecot_version', '?')}")
     return " and ".join(peers) or "?"
 
@@ -197,5 +377,44 @@ def markdown(doc: dict[str, Any]) -> str:
             "",
         ]
         for name, why in p.get("skipped", {}).items():
+            parts += [f"{name}: skipped ({_short(why, 300)})", ""]
+    i = doc.get("imap", {})
+    if i:
+        st = i["settings"]
+        hashes = [f"Dovecot {x['scheme']} `{x['params']}`" for x in i.get("password", [])]
+        if i.get("mailwright_password"):
+            hashes.append(f"mailwright `{i['mailwright_password']}`")
+        parts += [
+            f"IMAP: N concurrent clients, one user each, INBOX of {st['messages_per_mailbox']} "
+            f"messages (~{st['message_size'] / 1000:.0f} KB each). A cycle: `FETCH 1:* (FLAGS "
+            "UID)`, `UID FETCH` of a header and of a whole message (`BODY.PEEK[HEADER]`, "
+            "`BODY.PEEK[]`), `UID STORE +FLAGS`, `APPEND` of a corpus message, `UID STORE "
+            "+FLAGS.SILENT (\\Deleted)` and `UID EXPUNGE` of the oldest message. *sessions*: "
+            "connect, LOGIN, SELECT, a cycle, LOGOUT, again; *persistent*: cycles plus NOOP on "
+            f"one logged-in session per client. Up to {st['cycles']:,} cycles per run, at most "
+            f"{st['duration']:.0f}s. "
+            + (f"Password hashes: {'; '.join(hashes)}. " if hashes else "")
+            + f"Data on {i.get('filesystem', '?')}.",
+            "",
+            imap_table(i["runs"]),
+            "",
+            "By command:",
+            "",
+            imap_commands_table(i["runs"]),
+            "",
+        ]
+        if i.get("idle"):
+            idle = i["idle"]
+            parts += [
+                f"Idle: {idle[0]['sessions']:,} sessions over "
+                f"{st.get('idle_users', '?')} users, each LOGIN, SELECT INBOX, IDLE; memory of "
+                "the server's process tree before (after a warm-up round) and 1 s after the "
+                "last one idles.",
+                "",
+                imap_idle_table(idle),
+                "",
+            ]
+        parts += [*imap_goals(i), ""]
+        for name, why in i.get("skipped", {}).items():
             parts += [f"{name}: skipped ({_short(why, 300)})", ""]
     return "\n".join(parts)
