@@ -31,6 +31,7 @@ from mailwright.core.log import event as log_event
 from mailwright.intake.routing import Router
 from mailwright.policy.auth import Authenticator, AuthLimits, AuthThrottle, LoginCache
 from mailwright.serve.access import AccessListener
+from mailwright.serve.imap import imap_listener
 from mailwright.serve.limits import ConnectionLimiter
 from mailwright.serve.pop3 import pop3_listener
 from mailwright.serve.smtp import SmtpListener, bind
@@ -47,9 +48,11 @@ class Sockets:
     smtp: list[socket.socket] = field(default_factory=list)
     pop3: list[socket.socket] = field(default_factory=list)  # STLS
     pop3s: list[socket.socket] = field(default_factory=list)  # implicit TLS
+    imap: list[socket.socket] = field(default_factory=list)  # STARTTLS
+    imaps: list[socket.socket] = field(default_factory=list)  # implicit TLS
 
     def all(self) -> list[socket.socket]:
-        return [*self.smtp, *self.pop3, *self.pop3s]
+        return [*self.smtp, *self.pop3, *self.pop3s, *self.imap, *self.imaps]
 
 
 @dataclass
@@ -58,15 +61,17 @@ class Shared:
 
     smtp_limiter: ConnectionLimiter
     pop3_limiter: ConnectionLimiter
+    imap_limiter: ConnectionLimiter
     throttle: AuthThrottle
     login_cache: LoginCache
 
     @classmethod
     def create(cls, config: Config, workers: int) -> Shared:
-        smtp, pop3 = config.smtp, config.pop3
+        smtp, pop3, imap = config.smtp, config.pop3, config.imap
         return cls(
             ConnectionLimiter(workers, smtp.max_connections, smtp.max_connections_per_ip),
             ConnectionLimiter(workers, pop3.max_connections, pop3.max_connections_per_ip),
+            ConnectionLimiter(workers, imap.max_connections, imap.max_connections_per_ip),
             AuthThrottle(auth_limits(config)),
             LoginCache(ttl=config.auth.cache_ttl),
         )
@@ -74,10 +79,12 @@ class Shared:
     def set_worker(self, n: int) -> None:
         self.smtp_limiter.worker = n
         self.pop3_limiter.worker = n
+        self.imap_limiter.worker = n
 
     def clear_worker(self, n: int) -> None:
         self.smtp_limiter.clear(n)
         self.pop3_limiter.clear(n)
+        self.imap_limiter.clear(n)
 
 
 def auth_limits(config: Config) -> AuthLimits:
@@ -107,6 +114,7 @@ class App:
         self.store: SqliteStore | None = None
         self.smtp: SmtpListener | None = None
         self.pop3: AccessListener | None = None
+        self.imap: AccessListener | None = None
         self.addresses: dict[str, list[tuple[str, int]]] = {}
         self._sockets = sockets
         self._shared = shared
@@ -154,6 +162,10 @@ class App:
         )
         for sock in sockets.smtp:
             await self.smtp.listen_socket(sock)
+        # One per process: its dummy hash (for unknown users) costs one argon2 hashing.
+        authenticator = Authenticator(
+            self.store.accounts, shared.throttle, cache=shared.login_cache
+        )
         if sockets.pop3 or sockets.pop3s:
             self.pop3 = pop3_listener(
                 hostname=self.config.hostname,
@@ -161,9 +173,7 @@ class App:
                 mailboxes=self.store.mailboxes,
                 messages=self.store.messages,
                 locks=self.store.locks,
-                authenticator=Authenticator(
-                    self.store.accounts, shared.throttle, cache=shared.login_cache
-                ),
+                authenticator=authenticator,
                 tls_context=lambda: self._tls,
                 limiter=shared.pop3_limiter,
             )
@@ -171,6 +181,22 @@ class App:
                 await self.pop3.listen_socket(sock)
             for sock in sockets.pop3s:
                 await self.pop3.listen_socket(sock, implicit_tls=True)
+        if sockets.imap or sockets.imaps:
+            self.imap = imap_listener(
+                hostname=self.config.hostname,
+                config=self.config.imap,
+                accounts=self.store.accounts,
+                mailboxes=self.store.mailboxes,
+                messages=self.store.messages,
+                changes=self.store.changes,
+                authenticator=authenticator,
+                tls_context=lambda: self._tls,
+                limiter=shared.imap_limiter,
+            )
+            for sock in sockets.imap:
+                await self.imap.listen_socket(sock)
+            for sock in sockets.imaps:
+                await self.imap.listen_socket(sock, implicit_tls=True)
         self.addresses = addresses_of(sockets)
         log_event(
             log,
@@ -185,12 +211,15 @@ class App:
         self._stop.set()
 
     async def stop(self) -> None:
-        if self.pop3 is not None:
-            self.pop3.close()
+        for access in (self.pop3, self.imap):
+            if access is not None:
+                access.close()
         if self.smtp is not None:
             await self.smtp.shutdown(self.config.smtp.shutdown_grace)
         if self.pop3 is not None:
             await self.pop3.shutdown(self.config.pop3.shutdown_grace)
+        if self.imap is not None:
+            await self.imap.shutdown(self.config.imap.shutdown_grace)
         if self.store is not None:
             await self.store.close()
             self.store = None
@@ -220,6 +249,8 @@ def bind_listeners(config: Config) -> Sockets:
         smtp=bind_all(config.smtp.listen),
         pop3=bind_all(config.pop3.listen),
         pop3s=bind_all(config.pop3.listen_tls),
+        imap=bind_all(config.imap.listen),
+        imaps=bind_all(config.imap.listen_tls),
     )
 
 
@@ -233,6 +264,8 @@ def addresses_of(sockets: Sockets) -> dict[str, list[tuple[str, int]]]:
         "smtp": [address_of(s) for s in sockets.smtp],
         "pop3": [address_of(s) for s in sockets.pop3],
         "pop3s": [address_of(s) for s in sockets.pop3s],
+        "imap": [address_of(s) for s in sockets.imap],
+        "imaps": [address_of(s) for s in sockets.imaps],
     }
 
 
@@ -240,6 +273,8 @@ _BANNER_NAMES = {
     "smtp": "SMTP (inbound, STARTTLS)",
     "pop3": "POP3 (STLS)",
     "pop3s": "POP3S (implicit TLS)",
+    "imap": "IMAP (STARTTLS)",
+    "imaps": "IMAPS (implicit TLS)",
 }
 
 

@@ -60,6 +60,10 @@ class Backend:
         """Stored messages: id → how many placements reference it (its refcount)."""
         raise NotImplementedError
 
+    def peer_args(self) -> list[str]:
+        """How ``tests.contract.peer``, run in another process, opens this installation."""
+        raise NotImplementedError
+
     def blob_files(self) -> set[str]:
         """Message files outside the database (empty for a backend keeping bodies inside)."""
         raise NotImplementedError
@@ -84,6 +88,9 @@ class SqliteBackend(Backend):
 
     def message_rows(self) -> dict[int, int]:
         return dict(self._query("SELECT id, refcount FROM messages"))
+
+    def peer_args(self) -> list[str]:
+        return ["sqlite", str(self.tmp_path / "data")]
 
     def blob_files(self) -> set[str]:
         root = self.tmp_path / "data" / "blobs"

@@ -89,7 +89,7 @@ async def test_highestmodseq_increases_on_every_change(store: Store) -> None:
     after_second = await highest()
     assert after_second > d.modseq
 
-    flagged = await store.messages.store_flags(box, [1], frozenset({"\\Seen"}), "+")
+    flagged = (await store.messages.store_flags(box, [1], frozenset({"\\Seen"}), "+")).modseq
     assert flagged == await highest() > after_second
     p1 = (await store.messages.list_placements(box))[0]
     assert p1.modseq == flagged
@@ -132,9 +132,9 @@ async def test_store_flags_only_touches_changed_messages(store: Store) -> None:
     box = await inbox_id(store, alice)
     await deliver(store, message(1), [alice])
     await deliver(store, message(2), [alice])
-    m1 = await store.messages.store_flags(box, [1, 2], frozenset({"\\Seen"}), "+")
+    m1 = (await store.messages.store_flags(box, [1, 2], frozenset({"\\Seen"}), "+")).modseq
     await store.messages.store_flags(box, [1], frozenset({"\\Seen"}), "+")  # no change
-    m3 = await store.messages.store_flags(box, [2], frozenset({"\\Flagged"}), "+")
+    m3 = (await store.messages.store_flags(box, [2], frozenset({"\\Flagged"}), "+")).modseq
     placements = {p.uid: p.modseq for p in await store.messages.list_placements(box)}
     # CONDSTORE: a message's MODSEQ moves only when its flags actually change.
     assert placements == {1: m1, 2: m3}

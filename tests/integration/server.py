@@ -18,6 +18,7 @@ from pathlib import Path
 
 BANNER = re.compile(r"SMTP \(inbound, STARTTLS\)\s+(\S+):(\d+)")
 POP3_BANNER = re.compile(r"(POP3S?) \((?:STLS|implicit TLS)\)\s+(\S+):(\d+)")
+IMAP_BANNER = re.compile(r"(IMAPS?) \((?:STARTTLS|implicit TLS)\)\s+(\S+):(\d+)")
 STARTUP_TIMEOUT = 30.0
 
 
@@ -42,6 +43,8 @@ class Server:
     port: int = 0
     pop3_port: int = 0
     pop3s_port: int = 0
+    imap_port: int = 0
+    imaps_port: int = 0
     log_path: Path | None = None
 
     @property
@@ -74,6 +77,8 @@ class Server:
         env["MAILWRIGHT_SMTP__LISTEN"] = '["127.0.0.1:0"]'
         env["MAILWRIGHT_POP3__LISTEN"] = '["127.0.0.1:0"]'
         env["MAILWRIGHT_POP3__LISTEN_TLS"] = '["127.0.0.1:0"]'
+        env["MAILWRIGHT_IMAP__LISTEN"] = '["127.0.0.1:0"]'
+        env["MAILWRIGHT_IMAP__LISTEN_TLS"] = '["127.0.0.1:0"]'
         env.update(self.env_overrides)
         self.log_path = self.data_dir / "server.log"
         with open(self.log_path, "a") as log:
@@ -107,6 +112,13 @@ class Server:
                     self.pop3s_port = port
                 else:
                     self.pop3_port = port
+            m = IMAP_BANNER.search(line)
+            if m:
+                port = int(m.group(3))
+                if m.group(1) == "IMAPS":
+                    self.imaps_port = port
+                else:
+                    self.imap_port = port
             if line.startswith("Stop with"):
                 return self
         raise RuntimeError("server did not start")

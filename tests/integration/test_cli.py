@@ -304,6 +304,25 @@ def test_user_errors(cfg: Path) -> None:
     assert ok("user", "list", config=cfg) == "alice@example.test\n"
 
 
+def test_user_quota(cfg: Path) -> None:
+    ok("user", "add", "alice@example.test", "--password-stdin", config=cfg, stdin="p\n")
+    show = ("user", "quota", "alice@example.test")
+    assert ok(*show, config=cfg) == "alice@example.test: no quota, 0 bytes used\n"
+    out = ok(*show, "100M", config=cfg)
+    assert out == "alice@example.test: quota 104857600 bytes (100M), 0 bytes used\n"
+    assert db_rows(cfg, "SELECT quota_bytes FROM accounts") == [(100 * 1024 * 1024,)]
+    assert "(2G)" in ok("user", "quota", "Alice@Example.TEST", "2g", config=cfg)
+    assert ok(*show, "1500", config=cfg) == "alice@example.test: quota 1500 bytes, 0 bytes used\n"
+    assert ok(*show, "512KiB", config=cfg).startswith("alice@example.test: quota 524288 bytes")
+    assert ok(*show, "none", config=cfg) == "alice@example.test: no quota, 0 bytes used\n"
+    assert db_rows(cfg, "SELECT quota_bytes FROM accounts") == [(None,)]
+    for bad in ("lots", "1.5G", "-1", "10X"):
+        assert "bad size" in fails(*show, bad, config=cfg)
+    assert "no user" in fails("user", "quota", "nobody@example.test", "1M", config=cfg)
+    assert "no user" in fails("user", "quota", "nobody@example.test", config=cfg)
+    assert mw("user", "quota", config=cfg).code == 2
+
+
 # -- aliases --------------------------------------------------------------------------
 
 

@@ -1,6 +1,11 @@
 from __future__ import annotations
 
+import os
+import pwd
 import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -11,3 +16,22 @@ def require(program: str) -> str:
     if path is None:
         pytest.fail(f"{program} is not installed: run ./dev test, which installs the test peers")
     return path
+
+
+@pytest.fixture
+def maildir() -> Iterator[Path]:
+    """An empty Maildir for getmail. Run as root, getmail refuses to deliver as root and
+    switches to ``nobody`` (the destination's ``user``): so the Maildir is outside pytest's
+    private temporary tree, owned by that user."""
+    top = Path(tempfile.mkdtemp(prefix="mw-maildir-"))
+    try:
+        path = top / "Maildir"
+        for sub in ("", "cur", "new", "tmp"):
+            (path / sub).mkdir(exist_ok=True)
+        if os.geteuid() == 0:
+            nobody = pwd.getpwnam("nobody")
+            for p in (top, path, path / "cur", path / "new", path / "tmp"):
+                os.chown(p, nobody.pw_uid, nobody.pw_gid)
+        yield path
+    finally:
+        shutil.rmtree(top, ignore_errors=True)

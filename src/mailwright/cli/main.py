@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import getpass
 import os
+import re
 import secrets
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -42,6 +43,11 @@ bare_lf = "reject"      # or "normalize"
 [pop3]                  # POP3 download (RFC 1939)
 listen = ["127.0.0.1:2110"]       # STLS offered (the port-110 role)
 listen_tls = ["127.0.0.1:2995"]   # implicit TLS (the port-995 role)
+allow_plaintext = "loopback"      # passwords without TLS: "never", "loopback", "always"
+
+[imap]                  # IMAP4rev1/rev2 (RFC 3501, RFC 9051)
+listen = ["127.0.0.1:2143"]       # STARTTLS offered (the port-143 role)
+listen_tls = ["127.0.0.1:2993"]   # implicit TLS (the port-993 role)
 allow_plaintext = "loopback"      # passwords without TLS: "never", "loopback", "always"
 
 [auth]                  # failed logins, counted across protocols and workers
@@ -89,6 +95,29 @@ def _domain(text: str) -> str:
         return Address.parse(f"postmaster@{text.strip()}", utf8=True).domain
     except AddressError:
         raise CliError(f"bad domain {text!r}") from None
+
+
+_SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+_SIZE = re.compile(r"([0-9]+)(?:([KMGT])(?:I?B)?|B)?", re.ASCII)
+
+
+def parse_size(text: str) -> int | None:
+    """A quota: bytes, or with a binary suffix (100M = 100 MiB, 2G, 512K; "B", "iB" and
+    the case are optional); "none" or "unlimited" for no limit."""
+    t = text.strip().upper().replace(" ", "")
+    if t in ("NONE", "UNLIMITED"):
+        return None
+    m = _SIZE.fullmatch(t)
+    if m is None:
+        raise CliError(f"bad size {text!r}: use bytes or a number with K, M, G or T, or none")
+    return int(m[1]) * _SIZE_UNITS[m[2] or ""]
+
+
+def _human(n: int) -> str:
+    for unit in ("T", "G", "M", "K"):
+        if n >= _SIZE_UNITS[unit] and n % _SIZE_UNITS[unit] == 0:
+            return f"{n // _SIZE_UNITS[unit]}{unit}"
+    return str(n)
 
 
 def _read_password(args: argparse.Namespace) -> str:
@@ -205,6 +234,17 @@ def cmd_user(args: argparse.Namespace) -> int:
         elif args.action == "remove" and address:
             await store.remove_account(address)
             print(f"removed user {address} and its mail")
+        elif args.action == "quota" and address:
+            if args.size is not None:
+                await store.set_quota(address, parse_size(args.size))
+            account = await store.get_account(address)
+            if account is None:
+                raise NotFound(f"no user {address}")
+            quota = account.quota_bytes
+            limit = "no quota" if quota is None else f"quota {quota} bytes"
+            if quota is not None and _human(quota) != str(quota):
+                limit += f" ({_human(quota)})"
+            print(f"{address}: {limit}, {account.used_bytes} bytes used")
         else:
             domain = _domain(args.domain) if args.domain else None
             for a in await store.list_accounts(domain):
@@ -302,6 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
         u.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     usub.add_parser("remove").add_argument("address")
     usub.add_parser("list").add_argument("--domain")
+    q = usub.add_parser("quota", help="show or set a user's storage quota (RFC 9208)")
+    q.add_argument("address")
+    q.add_argument("size", nargs="?", help="bytes, or 100M, 2G...; none for no limit")
     user.set_defaults(func=cmd_user)
 
     alias = sub.add_parser("alias", help="aliases (one or many targets; @domain is a catch-all)")

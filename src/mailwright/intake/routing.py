@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mailwright.core.address import Address, AddressError
-from mailwright.store.api import Accounts, RecipientLookup, Target
+from mailwright.store.api import Account, Accounts, RecipientLookup, Target
 
 _MAX_DEPTH = 8
 _CACHE_MAX = 10_000
@@ -27,6 +27,9 @@ _CACHE_MAX = 10_000
 class Route:
     local_domain: bool
     targets: tuple[Target, ...] = field(default=())
+    # (quota_bytes, used_bytes) of each target's account, as of the (cached) lookup:
+    # enough to refuse mail for a full mailbox at RCPT; the store enforces it exactly.
+    quotas: tuple[tuple[int | None, int], ...] = field(default=())
 
     @property
     def known(self) -> bool:
@@ -79,10 +82,15 @@ class Router:
         if not lookup.local_domain:
             return Route(local_domain=False)
         if lookup.account is not None:
-            return Route(True, (Target(lookup.account.id),))
-        seen_accounts: dict[int, Target] = {}
+            account = lookup.account
+            return Route(True, (Target(account.id),), ((account.quota_bytes, account.used_bytes),))
+        seen_accounts: dict[int, Account] = {}
         await self._expand(lookup.alias_targets, seen_accounts, {key})
-        return Route(True, tuple(seen_accounts.values()))
+        return Route(
+            True,
+            tuple(Target(a.id) for a in seen_accounts.values()),
+            tuple((a.quota_bytes, a.used_bytes) for a in seen_accounts.values()),
+        )
 
     async def _route_postmaster(self) -> Route:
         """``RCPT TO:<Postmaster>``: the postmaster of the domain this host is named in,
@@ -96,7 +104,7 @@ class Router:
         return Route(local_domain=True)
 
     async def _expand(
-        self, targets: tuple[str, ...], out: dict[int, Target], seen: set[str]
+        self, targets: tuple[str, ...], out: dict[int, Account], seen: set[str]
     ) -> None:
         # Breadth first: each address is expanded at its shortest distance from the
         # recipient, so a long path that meets it near the depth limit cannot hide a
@@ -116,7 +124,7 @@ class Router:
                 key, base = self.keys(address)
                 lookup = await self._lookup(key, base)
                 if lookup.account is not None:
-                    out.setdefault(lookup.account.id, Target(lookup.account.id))
+                    out.setdefault(lookup.account.id, lookup.account)
                 else:
                     following.extend(lookup.alias_targets)
             frontier = following

@@ -189,6 +189,8 @@ class SmtpSession:
                 may_relay=False,
                 accepted_so_far=len(tx.recipients),
                 max_recipients=self.config.max_recipients,
+                quotas=route.quotas,
+                declared_size=_declared_size(tx.params),
             )
         )
         match verdict:
@@ -247,15 +249,30 @@ class SmtpSession:
             return reply
         size = tx.blob.size if tx.blob is not None else 0
         try:
-            await tx.commit(self.messages)
+            result = await tx.commit(self.messages)
         except QuotaExceeded:
-            self._finish(tx, replies.MAILBOX_FULL, size)
-            return replies.MAILBOX_FULL
+            # Every recipient's mailbox filled up since RCPT: temporary, room may be made.
+            self._finish(tx, replies.MAILBOX_FULL_TEMP, size)
+            return replies.MAILBOX_FULL_TEMP
         except StoreError as exc:
             log_event(log, logging.ERROR, "store.error", queue_id=tx.queue_id, error=str(exc))
             self._finish(tx, replies.STORAGE_TRANSIENT, size)
             return replies.STORAGE_TRANSIENT
         reply = Reply(250, "2.0.0", f"Ok: queued as {tx.queue_id}")
+        if result.over_quota:
+            # The others got it, so the message is accepted; these recipients did not.
+            # TODO(RFC 3464): a bounce to the sender for them, once outbound exists.
+            full = set(result.over_quota)
+            log_event(
+                log,
+                logging.WARNING,
+                "delivery.over_quota",
+                queue_id=tx.queue_id,
+                rcpt=",".join(
+                    str(r.address) for r in tx.recipients if r.targets and set(r.targets) <= full
+                ),
+                accounts=",".join(str(t.account_id) for t in result.over_quota),
+            )
         self.delivered += 1
         self._finish(tx, reply, size)
         return reply
@@ -278,3 +295,9 @@ class SmtpSession:
             size=size if size is not None else "",
             reply=str(reply),
         )
+
+
+def _declared_size(params: dict[str, str | None]) -> int:
+    """MAIL FROM's SIZE= (RFC 1870); the machine has checked it is a number."""
+    value = params.get("SIZE")
+    return int(value) if value and value.isdigit() else 0

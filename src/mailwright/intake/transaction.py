@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from mailwright.core.address import Address
 from mailwright.core.ids import new_queue_id
 from mailwright.message.scan import MessageProblem, MessageScanner
-from mailwright.store.api import BlobWriter, Delivered, Messages, Target
+from mailwright.store.api import BlobWriter, DeliveryResult, Messages, Target
 
 
 @dataclass(slots=True)
@@ -63,10 +63,12 @@ class Transaction:
                 seen.setdefault((t.account_id, t.mailbox), t)
         return list(seen.values())
 
-    async def commit(self, messages: Messages) -> list[Delivered]:
-        """Store the message once and place it in every target mailbox, durably."""
+    async def commit(self, messages: Messages) -> DeliveryResult:
+        """Store the message once and place it in every target mailbox, durably. Targets
+        whose account is over quota are skipped and listed in the result (QuotaExceeded
+        when that is every target)."""
         if self.blob is None:
-            return []
+            return DeliveryResult([])
         blob, self.blob = self.blob, None
         return await messages.deliver(blob, self.queue_id, self.received_at, self.targets())
 

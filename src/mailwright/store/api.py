@@ -2,24 +2,45 @@
 
 Model (the same logical tables on every backend):
 - a *message* is stored once (its bytes are a blob) however many mailboxes hold it;
+  copies share it (a reference count); its parsed structure is cached beside it;
 - a *placement* puts a message in a mailbox under a UID with flags and a MODSEQ;
 - UIDs are per mailbox, strictly increasing, never reused (``uidnext`` only grows);
-  UIDVALIDITY is fixed when the mailbox is created;
-- every change to a mailbox (delivery, flag change, expunge) takes the next MODSEQ of
-  that mailbox; expunged UIDs are kept with their MODSEQ, so "what changed since
-  MODSEQ n" (RFC 7162 CONDSTORE/QRESYNC) is a query, and that query is the change log;
-- delivery is two-phase: the blob is made durable first, then one transaction inserts
-  every placement; a crash between the two leaves only an unreferenced blob.
+  UIDVALIDITY is fixed when the mailbox is created, kept by a rename, and never handed
+  out twice, so a name deleted and created again gets a new one (RFC 9051 §2.3.1.1);
+- every change to a mailbox (delivery, append, copy in, flag change, expunge, move out)
+  takes the next MODSEQ of that mailbox, one per operation, given to every placement it
+  changed; an operation that changes nothing takes none. Expunged UIDs are kept with
+  their MODSEQ, so "what changed since MODSEQ n" (RFC 7162 CONDSTORE/QRESYNC) is a
+  query (``changed_since`` + ``expunged_since``), and that query is the change log;
+- delivery and append are two-phase: the blob is made durable first, then one
+  transaction inserts every placement; a crash between the two leaves only an
+  unreferenced blob. A method returns only once its transaction is durable;
+- ``Account.used_bytes`` is the sum of the sizes of every placement of the account (a
+  message in two mailboxes counts twice, as RFC 9208 STORAGE does); every operation
+  keeps it exact. An operation that would raise it above ``quota_bytes`` fails with
+  ``QuotaExceeded`` and changes nothing; one that does not raise it (a move within the
+  account, an expunge) never fails for quota, so an account over quota can clean up;
+- mailbox names: hierarchy separator ``/``, stored as given (UTF-8; the protocol layer
+  converts modified UTF-7), except that ``INBOX`` is case-insensitive everywhere and
+  stored as "INBOX" (also as the first level of a longer name: "inbox/x" is "INBOX/x").
+  Every superior of a mailbox exists (create and rename make missing ones), so there is
+  no \\Noselect state; a mailbox with inferiors cannot be deleted (``HasChildren``);
+- after each commit the change is published on the change feed, to sessions of every
+  process sharing the installation.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
+from mailwright.store.errors import InvalidName
+
 INBOX = "INBOX"
-# RFC 6154 special-use mailboxes every new account gets.
+SEPARATOR = "/"  # the hierarchy separator of every account's mailbox names
+MAX_NAME_LENGTH = 1000  # characters; deep or long names only cost, they serve no one
+# RFC 6154 special-use mailboxes every new account gets (and has subscribed).
 DEFAULT_MAILBOXES: tuple[tuple[str, str | None], ...] = (
     (INBOX, None),
     ("Sent", "\\Sent"),
@@ -28,6 +49,77 @@ DEFAULT_MAILBOXES: tuple[tuple[str, str | None], ...] = (
     ("Junk", "\\Junk"),
     ("Archive", "\\Archive"),
 )
+# RFC 6154 §2 and RFC 8457 §3 special-use attributes. The store only records the
+# attribute: a mailbox marked \All or \Flagged holds what is put in it, it is not a view.
+SPECIAL_USES = (
+    "\\All",
+    "\\Archive",
+    "\\Drafts",
+    "\\Flagged",
+    "\\Important",
+    "\\Junk",
+    "\\Sent",
+    "\\Trash",
+)
+# RFC 9051 §2.3.2 system flags, in their canonical spelling. \Recent (IMAP4rev1) is not
+# stored: it belongs to a session (see ``Mailboxes.claim_recent``).
+SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+RECENT = "\\Recent"
+SEEN = "\\Seen"
+DELETED = "\\Deleted"
+_CANONICAL_FLAGS = {f.lower(): f for f in (*SYSTEM_FLAGS, RECENT)}
+_CANONICAL_USES = {u.lower(): u for u in SPECIAL_USES}
+
+
+def mailbox_name(name: str) -> str:
+    """The stored form of a mailbox name: INBOX (any case, also as the first level of a
+    longer name) becomes "INBOX"; anything else is kept as given. Raises ``InvalidName``
+    for an empty name, an empty level ("a//b", "/a"), control characters, or a name longer
+    than ``MAX_NAME_LENGTH``. One trailing separator is dropped (RFC 9051 §6.3.4: "CREATE
+    foo/" declares that names will be made under foo, and creates "foo")."""
+    if name.endswith(SEPARATOR):
+        name = name[:-1]
+    if not name or len(name) > MAX_NAME_LENGTH:
+        raise InvalidName(f"a mailbox name must have 1 to {MAX_NAME_LENGTH} characters")
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name):
+        raise InvalidName("a mailbox name cannot contain control characters")
+    levels = name.split(SEPARATOR)
+    if "" in levels:
+        raise InvalidName(f"a mailbox name cannot have an empty level ({SEPARATOR!r} twice)")
+    if levels[0].upper() == INBOX:
+        levels[0] = INBOX
+    return SEPARATOR.join(levels)
+
+
+def superiors(name: str) -> list[str]:
+    """The superior names of a (stored-form) name, top first: "a/b/c" → ["a", "a/b"]."""
+    levels = name.split(SEPARATOR)
+    return [SEPARATOR.join(levels[:i]) for i in range(1, len(levels))]
+
+
+def special_use(value: str | None) -> str | None:
+    """The canonical spelling of an RFC 6154 attribute; ``InvalidName`` for any other."""
+    if value is None:
+        return None
+    canonical = _CANONICAL_USES.get(value.lower())
+    if canonical is None:
+        raise InvalidName(f"unsupported special-use attribute {value}")
+    return canonical
+
+
+def normalize_flags(flags: Iterable[str]) -> frozenset[str]:
+    """System flags in their canonical spelling, whatever the case given (RFC 9051 §9:
+    the grammar's literal strings are case-insensitive); keywords as given; \\Recent
+    dropped (a session's, never stored). ``InvalidName`` for an empty flag or one with
+    space or control characters (the protocol's atom rules refuse them first)."""
+    out = set()
+    for flag in flags:
+        if not flag or any(ord(ch) <= 0x20 or ord(ch) == 0x7F for ch in flag):
+            raise InvalidName(f"bad flag {flag!r}")
+        canonical = _CANONICAL_FLAGS.get(flag.lower(), flag) if flag[0] == "\\" else flag
+        if canonical != RECENT:
+            out.add(canonical)
+    return frozenset(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +132,8 @@ class Account:
     id: int
     address: str
     password_hash: str
-    quota_bytes: int | None
-    used_bytes: int
+    quota_bytes: int | None  # None: no limit
+    used_bytes: int  # see the module docstring: the sum of its placements' sizes
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +153,8 @@ class RecipientLookup:
 
 @dataclass(frozen=True, slots=True)
 class MailboxInfo:
+    """What SELECT and STATUS need, each a counter kept up to date (no scan)."""
+
     id: int
     name: str
     uidvalidity: int
@@ -68,7 +162,11 @@ class MailboxInfo:
     highestmodseq: int
     special_use: str | None
     messages: int
-    size: int
+    size: int  # sum of the sizes of its messages (RFC 8438 STATUS SIZE)
+    unseen: int = 0  # messages without \Seen
+    deleted: int = 0  # messages with \Deleted (RFC 9051 STATUS DELETED)
+    recent: int = 0  # messages no session has claimed as \Recent yet (IMAP4rev1)
+    recent_uid: int = 1  # the first UID not yet claimed as \Recent
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +181,7 @@ class Placement:
 
 @dataclass(frozen=True, slots=True)
 class Delivered:
-    """One placement made by ``deliver``."""
+    """One placement made by ``deliver`` or ``append``."""
 
     account_id: int
     mailbox: str
@@ -100,13 +198,46 @@ class Target:
 
 
 @dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    """What ``deliver`` did: one ``Delivered`` per placement made, in target order, and
+    the targets whose account had no room (each skipped alone; the others got the mail)."""
+
+    delivered: list[Delivered]
+    over_quota: list[Target] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class FlagResult:
+    """What ``store_flags`` did, each list in ascending UID order.
+
+    ``changed``: (uid, new flags, new MODSEQ) of every message whose flags changed, all
+    with ``modseq``. ``unchanged``: (uid, flags, MODSEQ) of the messages that were already
+    so (nothing written; a STORE without .SILENT reports their flags too). ``failed``: the
+    UIDs left alone because their MODSEQ was above UNCHANGEDSINCE (RFC 7162 §3.1.3: the
+    MODIFIED response code). UIDs that do not exist are in none of them. ``modseq``: the
+    mailbox's HIGHESTMODSEQ after the operation (unchanged when nothing changed)."""
+
+    changed: list[tuple[int, frozenset[str], int]]
+    failed: list[int]
+    modseq: int
+    unchanged: list[tuple[int, frozenset[str], int]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
 class Change:
-    """Published on the change feed after a commit."""
+    """Published on the change feed after a commit.
+
+    ``kind``: "append" (new UIDs, also a copy or move in), "flags", "expunge" (also a
+    move out), "create", "delete" and "rename" (of ``mailbox_id``; ``uids`` empty), or
+    "resync" (changes were lost: re-read everything of the account; ``mailbox_id`` 0).
+    A change carried from another process may have empty ``uids`` when the list was too
+    long to carry: treat it as "something changed in ``mailbox_id`` up to ``modseq``".
+    The feed wakes sessions up; what changed is always read from the store."""
 
     account_id: int
     mailbox_id: int
     modseq: int
-    kind: str  # "append" | "flags" | "expunge"
+    kind: str
     uids: tuple[int, ...]
 
 
@@ -125,10 +256,19 @@ class Accounts(Protocol):
     async def add_domain(self, name: str) -> None: ...
     async def remove_domain(self, name: str) -> None: ...
     async def list_domains(self) -> list[Domain]: ...
-    async def add_account(self, address: str, password_hash: str) -> Account: ...
+    async def add_account(self, address: str, password_hash: str) -> Account:
+        """Also creates ``DEFAULT_MAILBOXES`` and subscribes them."""
+        ...
+
     async def set_password(self, address: str, password_hash: str) -> None: ...
+    async def set_quota(self, address: str, quota_bytes: int | None) -> None:
+        """RFC 9208 STORAGE limit in bytes (None: none). Lowering it below ``used_bytes``
+        is allowed: nothing is removed, but nothing more can be added."""
+        ...
+
     async def remove_account(self, address: str) -> None: ...
     async def get_account(self, address: str) -> Account | None: ...
+    async def get_account_by_id(self, account_id: int) -> Account | None: ...
     async def list_accounts(self, domain: str | None = None) -> list[Account]: ...
     async def add_alias(self, source: str, targets: Sequence[str]) -> None: ...
     async def remove_alias(self, source: str, target: str | None = None) -> None: ...
@@ -137,25 +277,177 @@ class Accounts(Protocol):
 
 
 class Mailboxes(Protocol):
-    async def list_mailboxes(self, account_id: int) -> list[MailboxInfo]: ...
-    async def get_mailbox(self, account_id: int, name: str) -> MailboxInfo: ...
+    """Every name argument goes through ``mailbox_name`` (INBOX in any case; bad names
+    raise ``InvalidName``)."""
+
+    async def list_mailboxes(self, account_id: int) -> list[MailboxInfo]:
+        """INBOX first, then by name."""
+        ...
+
+    async def get_mailbox(self, account_id: int, name: str) -> MailboxInfo:
+        """``NotFound`` if there is none."""
+        ...
+
+    async def get_mailbox_by_id(self, mailbox_id: int) -> MailboxInfo:
+        """By id: stays valid across a rename (the selected mailbox of a session)."""
+        ...
+
     async def create_mailbox(
         self, account_id: int, name: str, special_use: str | None = None
-    ) -> MailboxInfo: ...
+    ) -> MailboxInfo:
+        """RFC 9051 §6.3.4: creates missing superiors too (plain mailboxes); the new
+        mailbox gets a UIDVALIDITY never handed out before. ``AlreadyExists`` if the name
+        exists; ``InvalidName`` for a bad name or special-use attribute. Publishes
+        "create" for each mailbox made."""
+        ...
+
+    async def delete_mailbox(self, account_id: int, name: str) -> None:
+        """RFC 9051 §6.3.5: removes the mailbox and its messages (each message's bytes go
+        with its last placement; ``used_bytes`` drops by the mailbox's size). Refuses
+        INBOX (``NotPermitted``) and a mailbox with inferiors (``HasChildren``: this store
+        does not keep \\Noselect containers; delete the inferiors first). Subscriptions are
+        left alone (RFC 9051 §6.3.7: a server must not remove one unilaterally). Its UIDs
+        are never reused: a mailbox created later with the same name has a new
+        UIDVALIDITY. Publishes "delete"."""
+        ...
+
+    async def rename_mailbox(self, account_id: int, old: str, new: str) -> None:
+        """RFC 9051 §6.3.6: renames ``old`` and its inferiors (old/x → new/x), creating
+        missing superiors of ``new``; each keeps its id, UIDs, UIDVALIDITY and MODSEQs
+        (the UIDs still name the same messages, and a mailbox created later under the old
+        name gets a new UIDVALIDITY, which is what §6.3.6 asks). ``NotFound`` if ``old``
+        does not exist, ``AlreadyExists`` if ``new`` (or a renamed inferior's new name)
+        does, ``NotPermitted`` for a rename to INBOX or to a name under ``old`` itself.
+
+        Renaming INBOX moves every message of INBOX into a new mailbox ``new`` (a new
+        UIDVALIDITY, UIDs from 1 in the old UID order, flags kept) and leaves INBOX empty,
+        its UIDVALIDITY and UIDNEXT unchanged; INBOX's inferiors stay where they are.
+        Subscriptions are not changed. Publishes "rename" (or, for INBOX, "create" and
+        "append" for the new mailbox and "expunge" for INBOX)."""
+        ...
+
+    async def subscribe(self, account_id: int, name: str) -> None:
+        """RFC 9051 §6.3.7. The mailbox need not exist; subscribing twice is harmless."""
+        ...
+
+    async def unsubscribe(self, account_id: int, name: str) -> None:
+        """RFC 9051 §6.3.8. ``NotFound`` if the name is not subscribed."""
+        ...
+
+    async def list_subscriptions(self, account_id: int) -> list[str]:
+        """Subscribed names, INBOX first, then by name; some may name no mailbox."""
+        ...
+
+    async def claim_recent(self, mailbox_id: int) -> int:
+        """IMAP4rev1 \\Recent: atomically returns the first UID that is recent for the
+        calling session and marks every UID below the mailbox's UIDNEXT as no longer recent
+        for later sessions. The caller's recent messages are those with UIDs from the
+        returned value up to (not including) UIDNEXT at the time of the call; use
+        ``claim_recent_range`` to learn that bound exactly. Cheap: no write when there is
+        nothing to claim."""
+        ...
+
+    async def claim_recent_range(self, mailbox_id: int) -> tuple[int, int]:
+        """``claim_recent`` returning (first, end): UIDs first <= uid < end are recent for
+        the caller alone (empty when first == end). A session may claim again later
+        to take the messages that arrived meanwhile."""
+        ...
 
 
 class Messages(Protocol):
     def new_blob(self) -> BlobWriter: ...
     async def deliver(
         self, blob: BlobWriter, queue_id: str, received_at: int, targets: Sequence[Target]
-    ) -> list[Delivered]: ...
-    async def list_placements(self, mailbox_id: int) -> list[Placement]: ...
+    ) -> DeliveryResult:
+        """Store the message once and place it in every target, in one transaction.
+        A target whose account is over quota is skipped and listed in ``over_quota``;
+        ``QuotaExceeded`` (nothing stored) when that leaves no target at all. A missing
+        account or mailbox fails the whole delivery (``NotFound``)."""
+        ...
+
+    async def append(
+        self,
+        account_id: int,
+        mailbox_id: int,
+        blob: BlobWriter,
+        flags: frozenset[str],
+        internal_date: int,
+    ) -> Delivered:
+        """RFC 9051 §6.3.12: one new message in one mailbox of ``account_id`` with
+        ``flags`` (normalised as ``normalize_flags`` does) and ``internal_date`` (Unix
+        seconds). Durable when it returns (as ``deliver``); ``QuotaExceeded`` if it does
+        not fit, ``NotFound`` if the mailbox is not the account's. Publishes "append"."""
+        ...
+
+    async def copy(
+        self, src_mailbox_id: int, uids: Sequence[int], dst_mailbox_id: int
+    ) -> list[tuple[int, int]]:
+        """RFC 9051 §6.4.7 with RFC 4315 UIDPLUS: copies the messages ``uids`` of the
+        source that still exist (others are skipped) into the destination, in ascending
+        UID order; returns (source UID, new destination UID) pairs in that order. Flags
+        and internal dates are copied; the bytes are not (the message is shared). All or
+        nothing: ``QuotaExceeded`` if the destination account has no room for all.
+        Publishes "append" for the destination (nothing when nothing was copied)."""
+        ...
+
+    async def move(
+        self, src_mailbox_id: int, uids: Sequence[int], dst_mailbox_id: int
+    ) -> list[tuple[int, int]]:
+        """RFC 6851: ``copy`` and an expunge of the moved source UIDs in one transaction
+        (after a crash either both happened or neither). Within one account a move does
+        not change ``used_bytes`` and never fails for quota. Publishes "append" for the
+        destination and "expunge" for the source."""
+        ...
+
+    async def list_placements(self, mailbox_id: int) -> list[Placement]:
+        """Every placement, by UID. Fast for 100k messages (one index-ordered scan)."""
+        ...
+
+    async def changed_since(self, mailbox_id: int, modseq: int) -> list[Placement]:
+        """RFC 7162: placements whose MODSEQ is above ``modseq`` (new or re-flagged), by UID."""
+        ...
+
     async def read_message(self, message_id: int) -> bytes: ...
+    async def read_message_range(self, message_id: int, start: int, end: int) -> bytes:
+        """Octets ``start`` up to (not including) ``end`` of the message, without reading
+        the rest (BODY[]<partial> and sections of big messages); clipped to the message's
+        size, so ``end`` past the end is fine and ``start`` past it gives b""."""
+        ...
+
+    async def read_structure(self, message_id: int) -> bytes | None:
+        """The cached parsed structure (opaque bytes), None if not saved yet.
+        ``NotFound`` if the message is gone."""
+        ...
+
+    async def save_structure(self, message_id: int, data: bytes) -> None:
+        """Cache the parsed structure. Not a change of any mailbox: no MODSEQ, no
+        publication. ``NotFound`` if the message is gone (a session may ignore it)."""
+        ...
+
     async def store_flags(
-        self, mailbox_id: int, uids: Sequence[int], flags: frozenset[str], mode: str
-    ) -> int: ...
-    async def expunge(self, mailbox_id: int, uids: Sequence[int]) -> int: ...
-    async def expunged_since(self, mailbox_id: int, modseq: int) -> list[int]: ...
+        self,
+        mailbox_id: int,
+        uids: Sequence[int],
+        flags: frozenset[str],
+        mode: str,
+        unchangedsince: int | None = None,
+    ) -> FlagResult:
+        """Set (``mode`` "="), add ("+") or remove ("-") ``flags`` (normalised as
+        ``normalize_flags`` does) on the messages ``uids``. Only messages whose flags
+        change get the new MODSEQ (one for the whole operation); when none does, no MODSEQ
+        is taken. With ``unchangedsince`` (RFC 7162 §3.1.3), a message whose MODSEQ is above
+        it is left alone and listed in ``failed``. ``NotFound`` if the mailbox is gone.
+        Publishes "flags" with the changed UIDs."""
+        ...
+
+    async def expunge(self, mailbox_id: int, uids: Sequence[int]) -> int:
+        """Removes the placements ``uids`` (missing ones ignored), records them for
+        ``expunged_since``, returns the new HIGHESTMODSEQ. Publishes "expunge"."""
+        ...
+
+    async def expunged_since(self, mailbox_id: int, modseq: int) -> list[int]:
+        """RFC 7162 QRESYNC: UIDs expunged (or moved out) at a MODSEQ above ``modseq``."""
+        ...
 
 
 class Lease(Protocol):
@@ -172,14 +464,26 @@ class Locks(Protocol):
 
 
 class ChangeFeed(Protocol):
-    def subscribe(self, account_id: int) -> AsyncIterator[Change]: ...
+    def subscribe(self, account_id: int) -> AsyncIterator[Change]:
+        """Registers at once (not at the first ``__anext__``): a session that subscribes,
+        then reads, then waits misses nothing. Changes of every process sharing the
+        installation arrive here (from another process within about a second, normally
+        milliseconds). A subscriber that falls behind gets a "resync" change."""
+        ...
 
 
 class Store(Protocol):
-    accounts: Accounts
-    mailboxes: Mailboxes
-    messages: Messages
-    changes: ChangeFeed
-    locks: Locks
+    # Read-only (properties), so that a backend whose one object plays several parts
+    # (``self.accounts = self``) satisfies the protocol: attributes would be invariant.
+    @property
+    def accounts(self) -> Accounts: ...
+    @property
+    def mailboxes(self) -> Mailboxes: ...
+    @property
+    def messages(self) -> Messages: ...
+    @property
+    def changes(self) -> ChangeFeed: ...
+    @property
+    def locks(self) -> Locks: ...
 
     async def close(self) -> None: ...

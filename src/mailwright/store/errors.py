@@ -1,4 +1,9 @@
-"""Storage errors. Backends translate their driver's exceptions into these."""
+"""Storage errors. Backends translate their driver's exceptions into these.
+
+The subclasses let a protocol answer precisely (RFC 5530 response codes): ``AlreadyExists``
+→ ALREADYEXISTS, ``HasChildren`` → HASCHILDREN, ``NotPermitted``/``InvalidName`` → CANNOT,
+``NotFound`` → NONEXISTENT, ``QuotaExceeded`` → OVERQUOTA (RFC 9208 §4.3).
+"""
 
 from mailwright.core.errors import MailwrightError
 
@@ -13,6 +18,22 @@ class NotFound(StoreError):
 
 class Conflict(StoreError):
     """It already exists, or the change would break a rule (e.g. a domain still in use)."""
+
+
+class AlreadyExists(Conflict):
+    """A mailbox of that name already exists (CREATE, RENAME's new name)."""
+
+
+class HasChildren(Conflict):
+    """The mailbox has inferior mailboxes, so it cannot be deleted (RFC 9051 §6.3.5)."""
+
+
+class NotPermitted(Conflict):
+    """Never allowed on this mailbox: deleting INBOX, renaming a mailbox under itself."""
+
+
+class InvalidName(StoreError):
+    """A mailbox name, flag or special-use attribute the store does not accept."""
 
 
 class QuotaExceeded(StoreError):

@@ -1,20 +1,83 @@
-"""An in-process change feed: sessions of one account learn of each committed change.
+"""Change feeds: sessions learn of each committed change, in this process and in every
+other process sharing the installation (worker processes, the CLI).
 
-Backends publish after commit. A bounded queue per subscriber: a subscriber that falls
-behind gets a ``None`` (resynchronise from the store) instead of unbounded memory.
+``LocalChangeFeed`` — in one process. Backends publish after commit. A bounded queue per
+subscriber: a subscriber that falls behind gets a "resync" change (re-read the store)
+instead of unbounded memory. Invariants:
+- ``subscribe`` registers at once, not at the first ``__anext__``, so a session that
+  subscribes, then reads the mailbox, then waits, misses no change made in between (an
+  async generator would register only when first iterated);
+- a subscriber's queue belongs to the event loop it subscribed on; ``publish`` from
+  another loop or thread hands the change to that loop (``call_soon_threadsafe``).
 
-Invariant: ``subscribe`` registers at once, not at the first ``__anext__``, so a session
-that subscribes, then reads the mailbox, then waits, misses no change made in between
-(an async generator would register only when first iterated).
+``PeerRelay`` — between processes on one machine. Each store process binds a Unix
+datagram socket ``<pid>-<random>.sock`` in a shared directory (``<data_dir>/run/feed/``).
+After a commit that publishes, the changes of one event-loop turn (one commit batch)
+are packed into one datagram sent to every other socket there; a thread in each process
+receives and publishes them locally. Invariants:
+- it never blocks or fsyncs: ``sendto`` with MSG_DONTWAIT, at most one datagram per
+  peer per loop turn (more only for huge batches); sockets of dead processes are removed
+  when a send is refused (ECONNREFUSED) and at startup;
+- it loses nothing silently: a peer whose queue was full (EAGAIN) gets a "resync"
+  marker as soon as it has room again (tried every quarter second and before the next
+  datagram), and every subscriber there re-reads the store;
+- changes are wake-ups, not data: the store is the truth (MODSEQ), so a change with its
+  UID list dropped (too long to carry) still says which mailbox to re-read.
+The directory is created 0700: only the installation's own user can send.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
+import logging
+import os
+import secrets
+import socket
+import struct
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 from mailwright.store.api import Change
 
+log = logging.getLogger("mailwright.store.feed")
+
 _QUEUE_MAX = 1024
+
+
+class _Sink:
+    """One subscriber's queue and the loop it belongs to."""
+
+    __slots__ = ("loop", "queue")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        self.queue: asyncio.Queue[Change | None] = asyncio.Queue(_QUEUE_MAX)
+        self.loop = loop
+
+    def offer(self, change: Change | None) -> None:
+        """Queue a change (``None``: resync), keeping the last slot for the resync marker."""
+        q = self.queue
+        if q.full():
+            return
+        if change is None or q.qsize() == _QUEUE_MAX - 1:
+            q.put_nowait(None)
+        else:
+            q.put_nowait(change)
+
+
+def _offer_all(items: Sequence[tuple[_Sink, Change | None]]) -> None:
+    for sink, change in items:
+        sink.offer(change)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 class Subscription:
@@ -23,9 +86,9 @@ class Subscription:
     def __init__(self, feed: LocalChangeFeed, account_id: int) -> None:
         self._feed = feed
         self._account_id = account_id
-        self._queue: asyncio.Queue[Change | None] = asyncio.Queue(_QUEUE_MAX)
+        self._sink = _Sink(_running_loop())
         self._closed = False
-        feed._subscribers.setdefault(account_id, set()).add(self._queue)
+        feed._add(account_id, self._sink)
 
     def __aiter__(self) -> Subscription:
         return self
@@ -33,9 +96,10 @@ class Subscription:
     async def __anext__(self) -> Change:
         if self._closed:
             raise StopAsyncIteration
-        change = await self._queue.get()
+        change = await self._sink.queue.get()
         if change is None:
-            # Overflowed: the subscriber must re-read the mailbox state.
+            # Overflowed, or changes were lost on the way from another process: the
+            # subscriber must re-read the mailbox state.
             return Change(self._account_id, 0, 0, "resync", ())
         return change
 
@@ -46,11 +110,7 @@ class Subscription:
         if self._closed:
             return
         self._closed = True
-        subs = self._feed._subscribers.get(self._account_id)
-        if subs is not None:
-            subs.discard(self._queue)
-            if not subs:
-                del self._feed._subscribers[self._account_id]
+        self._feed._remove(self._account_id, self._sink)
 
     async def __aenter__(self) -> Subscription:
         return self
@@ -65,17 +125,313 @@ class Subscription:
 
 class LocalChangeFeed:
     def __init__(self) -> None:
-        self._subscribers: dict[int, set[asyncio.Queue[Change | None]]] = {}
-
-    def publish(self, change: Change) -> None:
-        # A copy: a collected Subscription's __del__ may unsubscribe while we iterate.
-        for q in tuple(self._subscribers.get(change.account_id, ())):
-            if q.full():
-                continue
-            if q.qsize() == _QUEUE_MAX - 1:
-                q.put_nowait(None)
-            else:
-                q.put_nowait(change)
+        self._subscribers: dict[int, set[_Sink]] = {}
+        # Re-entrant: a Subscription collected (__del__) while this thread holds it.
+        self._lock = threading.RLock()
 
     def subscribe(self, account_id: int) -> Subscription:
         return Subscription(self, account_id)
+
+    def publish(self, change: Change) -> None:
+        """Publish one change to the account's subscribers (from any thread)."""
+        self.publish_many((change,))
+
+    def publish_many(self, changes: Iterable[Change]) -> None:
+        here = _running_loop()
+        elsewhere: dict[asyncio.AbstractEventLoop, list[tuple[_Sink, Change | None]]] = {}
+        with self._lock:
+            # A copy: a collected Subscription's __del__ may unsubscribe while we iterate.
+            targets = [(c, tuple(self._subscribers.get(c.account_id, ()))) for c in changes]
+        for change, sinks in targets:
+            for sink in sinks:
+                if sink.loop is here or sink.loop is None:
+                    sink.offer(change)
+                else:
+                    elsewhere.setdefault(sink.loop, []).append((sink, change))
+        self._hand_over(elsewhere)
+
+    def resync_all(self) -> None:
+        """Every subscriber of every account re-reads the store (changes were lost)."""
+        here = _running_loop()
+        elsewhere: dict[asyncio.AbstractEventLoop, list[tuple[_Sink, Change | None]]] = {}
+        with self._lock:
+            sinks = [s for subs in self._subscribers.values() for s in subs]
+        for sink in sinks:
+            if sink.loop is here or sink.loop is None:
+                sink.offer(None)
+            else:
+                elsewhere.setdefault(sink.loop, []).append((sink, None))
+        self._hand_over(elsewhere)
+
+    @staticmethod
+    def _hand_over(
+        elsewhere: dict[asyncio.AbstractEventLoop, list[tuple[_Sink, Change | None]]],
+    ) -> None:
+        for loop, items in elsewhere.items():
+            # A closed loop raises RuntimeError: nobody is waiting there any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_offer_all, items)
+
+    def _add(self, account_id: int, sink: _Sink) -> None:
+        with self._lock:
+            self._subscribers.setdefault(account_id, set()).add(sink)
+
+    def _remove(self, account_id: int, sink: _Sink) -> None:
+        with self._lock:
+            subs = self._subscribers.get(account_id)
+            if subs is not None:
+                subs.discard(sink)
+                if not subs:
+                    del self._subscribers[account_id]
+
+
+# -- between processes -------------------------------------------------------------------
+
+_MAGIC = b"MWF1"
+_RECORD = struct.Struct("!BqqqI")  # kind, account, mailbox, modseq, number of UIDs
+_KINDS = ("append", "flags", "expunge", "create", "delete", "rename", "resync")
+_KIND_CODE = {k: i + 1 for i, k in enumerate(_KINDS)}
+_MAX_UIDS = 1024  # per change carried; a longer list is dropped (see the invariants)
+_MAX_DATAGRAM = 16 * 1024
+_RELIST_SECONDS = 1.0
+_SUN_PATH_MAX = 107  # bytes of sockaddr_un.sun_path, less the terminating NUL
+_RESYNC = Change(0, 0, 0, "resync", ())
+_RETRY_SECONDS = 0.25  # a peer that missed changes is sent its resync marker this often
+
+
+def pack(changes: Sequence[Change]) -> list[bytes]:
+    """Changes as datagrams of at most ``_MAX_DATAGRAM`` bytes (more than one only for
+    a huge batch)."""
+    out: list[bytes] = []
+    buf = bytearray(_MAGIC)
+    for c in changes:
+        code = _KIND_CODE.get(c.kind)
+        if code is None:
+            continue
+        uids = (
+            c.uids if len(c.uids) <= _MAX_UIDS and all(0 < u <= 0xFFFFFFFF for u in c.uids) else ()
+        )
+        record = _RECORD.pack(code, c.account_id, c.mailbox_id, c.modseq, len(uids))
+        record += struct.pack(f"!{len(uids)}I", *uids)
+        if len(buf) + len(record) > _MAX_DATAGRAM and len(buf) > len(_MAGIC):
+            out.append(bytes(buf))
+            buf = bytearray(_MAGIC)
+        buf += record
+    if len(buf) > len(_MAGIC):
+        out.append(bytes(buf))
+    return out
+
+
+def unpack(data: bytes) -> list[Change]:
+    """The changes of one datagram; ``ValueError`` if it is not one of ours."""
+    if not data.startswith(_MAGIC):
+        raise ValueError("not a change datagram")
+    out = []
+    pos = len(_MAGIC)
+    try:
+        while pos < len(data):
+            code, account, mailbox, modseq, n = _RECORD.unpack_from(data, pos)
+            pos += _RECORD.size
+            uids = struct.unpack_from(f"!{n}I", data, pos)
+            pos += 4 * n
+            if 1 <= code <= len(_KINDS):
+                out.append(Change(account, mailbox, modseq, _KINDS[code - 1], uids))
+    except struct.error as exc:
+        raise ValueError(f"truncated change datagram: {exc}") from None
+    return out
+
+
+class PeerRelay:
+    """Carries this process's changes to the other processes of one installation and
+    theirs to ``feed``. One per store; not inherited across ``fork``."""
+
+    def __init__(self, directory: Path, feed: LocalChangeFeed) -> None:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._dir = directory
+        self._feed = feed
+        self._pid = os.getpid()
+        # A data directory deep enough for its socket paths to pass sun_path's 108 bytes
+        # is reached through /proc/self/fd/N (Linux resolves the directory there).
+        self._dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.name = f"{self._pid}-{secrets.token_hex(6)}.sock"
+        self._in = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        self._out = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        self._out.setblocking(False)
+        try:
+            self._in.bind(self._address(self.name))
+        except OSError:
+            self._in.close()
+            self._out.close()
+            os.close(self._dir_fd)
+            raise
+        self._closing = False
+        self._lock = threading.Lock()
+        self._pending: list[Change] = []
+        self._scheduled = False
+        self._peers: list[str] = []
+        self._listed_at = -_RELIST_SECONDS
+        self._dir_mtime = -1
+        self._lost: set[str] = set()  # peers that missed a datagram: owe them a resync
+        self._retrying = False
+        self.sent = 0  # datagrams sent (for tests and metrics)
+        self._prune()
+        self._thread = threading.Thread(target=self._receive, name="mailwright-feed", daemon=True)
+        self._thread.start()
+
+    def _address(self, name: str) -> str:
+        path = os.path.join(self._dir, name)
+        if len(os.fsencode(path)) <= _SUN_PATH_MAX:
+            return path
+        return f"/proc/self/fd/{self._dir_fd}/{name}"
+
+    # -- sending -----------------------------------------------------------------------
+
+    def send(self, changes: Sequence[Change]) -> None:
+        """Queue changes for the other processes; they leave at the end of this loop turn,
+        together with every other change published in it (one datagram per peer)."""
+        if not changes or self._closing or os.getpid() != self._pid:
+            return
+        with self._lock:
+            self._pending.extend(changes)
+            if self._scheduled:
+                return
+            self._scheduled = True
+        loop = _running_loop()
+        if loop is None:
+            self.flush()
+        else:
+            loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        with self._lock:
+            changes, self._pending = self._pending, []
+            self._scheduled = False
+        if not changes or self._closing:
+            return
+        peers = self._peer_list()
+        if not peers:
+            return
+        datagrams = pack(changes)
+        for peer in peers:
+            if peer in self._lost and not self._send_resync(peer):
+                continue
+            for datagram in datagrams:
+                if not self._send_to(peer, datagram):
+                    break
+        if self._lost:
+            self._schedule_retry()
+
+    def _send_resync(self, peer: str) -> bool:
+        if not self._send_to(peer, pack([_RESYNC])[0]):
+            return False
+        self._lost.discard(peer)
+        return True
+
+    def _schedule_retry(self) -> None:
+        # Without this, a peer that missed changes would learn of it only with the next
+        # change, which may be long in coming.
+        loop = _running_loop()
+        if self._retrying or self._closing or loop is None:
+            return
+        self._retrying = True
+        loop.call_later(_RETRY_SECONDS, self._retry)
+
+    def _retry(self) -> None:
+        self._retrying = False
+        if self._closing:
+            return
+        for peer in sorted(self._lost):
+            self._send_resync(peer)
+        if self._lost:
+            self._schedule_retry()
+
+    def _send_to(self, peer: str, datagram: bytes) -> bool:
+        try:
+            self._out.sendto(datagram, socket.MSG_DONTWAIT, self._address(peer))
+        except (BlockingIOError, InterruptedError):
+            self._lost.add(peer)  # its queue is full: it resyncs when we get through
+            return False
+        except OSError as exc:
+            if exc.errno == errno.ECONNREFUSED:
+                # Nobody bound there any more: a dead process's socket.
+                with contextlib.suppress(OSError):
+                    os.unlink(self._dir / peer)
+            elif exc.errno == errno.ENOBUFS:
+                self._lost.add(peer)
+                return False
+            elif exc.errno != errno.ENOENT:
+                log.warning("feed.send_failed peer=%s error=%r", peer, exc)
+            self._forget(peer)
+            return False
+        self.sent += 1
+        return True
+
+    def _forget(self, peer: str) -> None:
+        with contextlib.suppress(ValueError):
+            self._peers.remove(peer)
+        self._lost.discard(peer)
+
+    def _peer_list(self) -> list[str]:
+        # Re-read the directory when it changed (a process came or went), and at least
+        # every second (its mtime may not change for two entries made in one clock tick).
+        now = time.monotonic()
+        try:
+            mtime = os.stat(self._dir).st_mtime_ns
+        except OSError:
+            return []
+        if mtime != self._dir_mtime or now - self._listed_at >= _RELIST_SECONDS:
+            self._dir_mtime = mtime
+            self._listed_at = now
+            try:
+                names = os.listdir(self._dir)
+            except OSError:
+                names = []
+            self._peers = sorted(n for n in names if n.endswith(".sock") and n != self.name)
+            self._lost &= set(self._peers)
+        return list(self._peers)
+
+    def _prune(self) -> None:
+        """Remove the sockets of processes that died without closing their store."""
+        for peer in self._peer_list():
+            self._send_to(peer, b"")  # empty: ignored by a live peer, refused by a dead one
+
+    # -- receiving ---------------------------------------------------------------------
+
+    def _receive(self) -> None:
+        while True:
+            try:
+                data = self._in.recv(65536)
+            except OSError:
+                if self._closing:
+                    return
+                continue
+            if self._closing:
+                return
+            if not data:
+                continue
+            try:
+                changes = unpack(data)
+            except ValueError as exc:
+                log.warning("feed.bad_datagram error=%s", exc)
+                continue
+            if any(c.kind == "resync" for c in changes):
+                self._feed.resync_all()
+                changes = [c for c in changes if c.kind != "resync"]
+            if changes:
+                self._feed.publish_many(changes)
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        if os.getpid() == self._pid:
+            self.flush()  # what was published just before closing still goes out
+        self._closing = True
+        if os.getpid() == self._pid:
+            with contextlib.suppress(OSError):
+                self._out.sendto(b"", self._address(self.name))  # wakes the receiver
+            self._thread.join(timeout=5)
+            with contextlib.suppress(OSError):
+                os.unlink(self._dir / self.name)
+        self._in.close()
+        self._out.close()
+        os.close(self._dir_fd)

@@ -1,13 +1,21 @@
-"""LocalChangeFeed: bounded per-subscriber queues, resync on overflow, unsubscribe."""
+"""LocalChangeFeed: bounded per-subscriber queues, resync on overflow, unsubscribe,
+publishing from other threads; PeerRelay: changes between processes over Unix datagrams."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import os
+import socket
+import threading
+from pathlib import Path
+
+import pytest
 
 from mailwright.store import feed as feed_module
 from mailwright.store.api import Change
-from mailwright.store.feed import LocalChangeFeed
+from mailwright.store.feed import LocalChangeFeed, PeerRelay
 
 
 def change(account: int, modseq: int) -> Change:
@@ -74,3 +82,209 @@ def test_subscribers_only_hear_their_account() -> None:
 
     a, b = asyncio.run(go())
     assert (a.account_id, a.modseq, b.account_id, b.modseq) == (1, 6, 2, 5)
+
+
+# -- publishing from other threads and loops ------------------------------------------------
+
+
+def test_publish_from_another_thread_reaches_the_subscribers_loop() -> None:
+    async def go() -> list[Change]:
+        feed = LocalChangeFeed()
+        sub = feed.subscribe(7)
+        done = threading.Event()
+
+        def elsewhere() -> None:
+            feed.publish_many([change(7, 1), change(8, 2), change(7, 3)])
+            feed.resync_all()
+            done.set()
+
+        threading.Thread(target=elsewhere).start()
+        got = [await asyncio.wait_for(anext(sub), 10) for _ in range(3)]
+        assert done.is_set()
+        return got
+
+    got = asyncio.run(go())
+    assert [(c.modseq, c.kind) for c in got] == [(1, "append"), (3, "append"), (0, "resync")]
+
+
+# -- between processes: datagrams ------------------------------------------------------------
+
+
+def test_pack_round_trip() -> None:
+    changes = [
+        Change(1, 2, 3, "append", (4, 5)),
+        Change(2**40, 9, 2**50, "expunge", ()),
+        Change(1, 2, 4, "flags", tuple(range(1, 300))),
+        Change(1, 2, 5, "rename", ()),
+    ]
+    (datagram,) = feed_module.pack(changes)
+    assert feed_module.unpack(datagram) == changes
+
+
+def test_pack_drops_long_uid_lists_and_splits_big_batches() -> None:
+    huge = Change(1, 2, 3, "expunge", tuple(range(1, 100_000)))
+    assert feed_module.unpack(feed_module.pack([huge])[0]) == [Change(1, 2, 3, "expunge", ())]
+    many = [Change(1, 2, n, "flags", tuple(range(1, 1000))) for n in range(40)]
+    datagrams = feed_module.pack(many)
+    assert len(datagrams) > 1
+    assert all(len(d) <= feed_module._MAX_DATAGRAM for d in datagrams)
+    assert [c for d in datagrams for c in feed_module.unpack(d)] == many
+    assert feed_module.pack([Change(1, 2, 3, "no such kind", ())]) == []
+
+
+@pytest.mark.parametrize("data", [b"", b"junk", feed_module._MAGIC + b"\x01\x00"])
+def test_unpack_refuses_what_is_not_ours(data: bytes) -> None:
+    with pytest.raises(ValueError):
+        feed_module.unpack(data)
+
+
+# -- between processes: the relay --------------------------------------------------------------
+
+
+class _Pair:
+    """Two relays (as two processes would have) on one directory."""
+
+    def __init__(self, directory: Path) -> None:
+        self.feeds = LocalChangeFeed(), LocalChangeFeed()
+        self.relays = [PeerRelay(directory, f) for f in self.feeds]
+
+    def close(self) -> None:
+        for r in self.relays:
+            r.close()
+
+
+def _relay_round_trip(directory: Path) -> None:
+    async def go() -> None:
+        pair = _Pair(directory)
+        try:
+            theirs = pair.feeds[1].subscribe(1)
+            mine = pair.feeds[0].subscribe(1)
+            pair.relays[0].send([change(1, 1)])
+            pair.relays[0].send([change(1, 2)])  # same loop turn: one datagram
+            got = [await asyncio.wait_for(anext(theirs), 10) for _ in range(2)]
+            assert [c.modseq for c in got] == [1, 2]
+            assert pair.relays[0].sent == 1
+            # A relay does not hear itself (its store published locally already).
+            pair.relays[1].send([change(1, 3)])
+            assert (await asyncio.wait_for(anext(mine), 10)).modseq == 3
+            assert mine._sink.queue.empty() and theirs._sink.queue.empty()
+        finally:
+            pair.close()
+        assert list(directory.iterdir()) == []  # each relay removed its socket
+
+    asyncio.run(go())
+
+
+def test_relay_carries_changes_between_feeds(tmp_path: Path) -> None:
+    _relay_round_trip(tmp_path / "run" / "feed")
+
+
+def test_relay_in_a_directory_too_deep_for_sun_path(tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * 60) / ("e" * 60) / "run" / "feed"
+    assert len(str(deep)) > 108
+    _relay_round_trip(deep)
+
+
+def test_sockets_of_dead_processes_are_removed(tmp_path: Path) -> None:
+    directory = tmp_path / "feed"
+    directory.mkdir()
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    stale.bind(str(directory / "1-dead.sock"))
+    stale.close()  # the file stays, nobody is bound: what a SIGKILL leaves
+    relay = PeerRelay(directory, LocalChangeFeed())
+    try:
+        assert sorted(p.name for p in directory.iterdir()) == [relay.name]
+        # One that dies later is removed at the first send that is refused.
+        late = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        late.bind(str(directory / "2-late.sock"))
+        relay._listed_at = -10.0  # forget the listing, as a second later
+        relay.send([change(1, 1)])
+        assert late.recv(65536)
+        late.close()
+        relay.send([change(1, 2)])
+        assert sorted(p.name for p in directory.iterdir()) == [relay.name]
+    finally:
+        relay.close()
+
+
+def test_a_full_peer_gets_a_resync_marker(tmp_path: Path) -> None:
+    directory = tmp_path / "feed"
+    relay = PeerRelay(directory, LocalChangeFeed())
+    slow = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    slow.bind(str(directory / "1-slow.sock"))
+    try:
+        relay._listed_at = -10.0
+        n = 0
+        while "1-slow.sock" not in relay._lost:  # nobody reads: its queue fills up
+            relay.send([change(1, n)])
+            n += 1
+            assert n < 100_000
+        received = []
+        slow.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                received += feed_module.unpack(slow.recv(65536))
+        assert len(received) < n  # some were lost...
+        relay.send([change(1, 999)])
+        after = feed_module.unpack(slow.recv(65536)) + feed_module.unpack(slow.recv(65536))
+        # ...so the next datagram is preceded by a resync: nothing is lost silently.
+        assert [c.kind for c in after] == ["resync", "append"]
+        assert "1-slow.sock" not in relay._lost
+    finally:
+        slow.close()
+        relay.close()
+
+
+def test_resync_marker_resyncs_every_subscriber(tmp_path: Path) -> None:
+    async def go() -> list[Change]:
+        pair = _Pair(tmp_path / "feed")
+        try:
+            a, b = pair.feeds[1].subscribe(1), pair.feeds[1].subscribe(2)
+            pair.relays[0].send([Change(0, 0, 0, "resync", ())])
+            return [await asyncio.wait_for(anext(s), 10) for s in (a, b)]
+        finally:
+            pair.close()
+
+    got = asyncio.run(go())
+    assert [(c.account_id, c.kind) for c in got] == [(1, "resync"), (2, "resync")]
+
+
+def test_relay_is_inert_in_a_forked_child(tmp_path: Path) -> None:
+    relay = PeerRelay(tmp_path / "feed", LocalChangeFeed())
+    try:
+        relay._pid = -1  # as if this process were a fork of the one that made it
+        relay.send([change(1, 1)])
+        assert relay._pending == []
+    finally:
+        relay._pid = os.getpid()
+        relay.close()
+
+
+def test_a_full_peer_is_told_to_resync_without_waiting_for_the_next_change(
+    tmp_path: Path,
+) -> None:
+    async def go() -> list[Change]:
+        directory = tmp_path / "feed"
+        relay = PeerRelay(directory, LocalChangeFeed())
+        slow = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        slow.bind(str(directory / "1-slow.sock"))
+        try:
+            relay._listed_at = -10.0
+            n = 0
+            while "1-slow.sock" not in relay._lost:
+                relay.send([change(1, n)])
+                relay.flush()
+                n += 1
+            slow.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    slow.recv(65536)  # the slow process catches up...
+            slow.setblocking(True)
+            # ...and, with no new change sent, is told within a retry interval.
+            data = await asyncio.wait_for(asyncio.to_thread(slow.recv, 65536), 10)
+            return feed_module.unpack(data)
+        finally:
+            slow.close()
+            relay.close()
+
+    assert [c.kind for c in asyncio.run(go())] == ["resync"]

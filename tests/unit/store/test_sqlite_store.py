@@ -113,7 +113,7 @@ def test_migrations_are_applied_once(tmp_path: Path) -> None:
     with_store(tmp_path, nothing)
     with_store(tmp_path, nothing)
     (version,) = _db(tmp_path).execute("PRAGMA user_version").fetchone()
-    assert version == 2
+    assert version == 3
 
 
 def test_uidvalidity_counter_starts_above_existing_mailboxes(tmp_path: Path) -> None:
@@ -264,3 +264,77 @@ def test_wal_and_full_sync(tmp_path: Path) -> None:
         )
 
     assert with_store(tmp_path, go) == ("wal", 2)
+
+
+def _database_at_version_2(tmp_path: Path) -> None:
+    conn = connect(tmp_path / "mailwright.db")
+    conn.execute("BEGIN")
+    for name in ("0001_initial.sql", "0002_uidvalidity.sql"):
+        sql = (
+            Path(__file__).parents[3] / "src/mailwright/store/sqlite/migrations" / name
+        ).read_text()
+        for statement in sql.split(";\n"):
+            if statement.strip():
+                conn.execute(statement)
+    conn.execute("PRAGMA user_version=2")
+    conn.execute("INSERT INTO domains VALUES (1, 'example.test', 0)")
+    conn.execute("INSERT INTO accounts(id, address, domain_id, password_hash, used_bytes,"
+                 " created_at) VALUES (1, 'a@example.test', 1, 'h', 30, 0)")  # fmt: skip
+    conn.execute("INSERT INTO mailboxes(id, account_id, name, uidvalidity, uidnext, highestmodseq,"
+                 " subscribed, message_count, total_size) VALUES (1, 1, 'INBOX', 7, 4, 9, 1, 3, 30),"
+                 " (2, 1, 'Hidden', 8, 1, 1, 0, 0, 0)")  # fmt: skip
+    for i, flags in enumerate(["", "\\Seen", "\\Deleted \\Seen"], start=1):
+        conn.execute("INSERT INTO messages(id, queue_id, size, received_at, body, refcount)"
+                     " VALUES (?, ?, 10, 0, x'41', 1)", (i, f"Q{i}"))  # fmt: skip
+        conn.execute("INSERT INTO placements(mailbox_id, uid, message_id, flags, modseq,"
+                     " internal_date) VALUES (1, ?, ?, ?, ?, 0)", (i, i, flags, i + 1))  # fmt: skip
+    conn.execute("COMMIT")
+    conn.close()
+
+
+def test_migration_3_fills_what_imap_needs(tmp_path: Path) -> None:
+    _database_at_version_2(tmp_path)
+
+    async def go(store: SqliteStore) -> None:
+        inbox = await store.get_mailbox(1, INBOX)
+        # Counters from the existing rows; nothing already there counts as \Recent.
+        assert (inbox.messages, inbox.unseen, inbox.deleted, inbox.recent) == (3, 1, 1, 0)
+        assert inbox.recent_uid == 4
+        assert await store.list_subscriptions(1) == [INBOX]
+        assert [p.size for p in await store.list_placements(inbox.id)] == [10, 10, 10]
+        # New ids continue above the old ones.
+        box = await store.create_mailbox(1, "New")
+        assert box.id == 3
+        await _deliver(store, b"Subject: x\r\n\r\nx\r\n", Account(1, "", "", None, 0), "Q9")
+        (p,) = [p for p in await store.list_placements(inbox.id) if p.uid == 4]
+        assert p.message_id == 4
+
+    with_store(tmp_path, go)
+    columns = [r[1] for r in _db(tmp_path).execute("PRAGMA table_info(mailboxes)")]
+    assert "subscribed" not in columns
+
+
+def test_fast_placement_equals_the_dataclass() -> None:
+    from mailwright.store.api import Placement
+    from mailwright.store.sqlite.store import _new_placement
+
+    made = _new_placement(1, 2, frozenset({"\\Seen"}), 3, 4, 5)
+    real = Placement(1, 2, frozenset({"\\Seen"}), 3, 4, 5)
+    assert type(made) is Placement
+    assert made == real and hash(made) == hash(real) and repr(made) == repr(real)
+
+
+def test_list_placements_reads_placements_in_uid_order_only(tmp_path: Path) -> None:
+    # 100k messages: one primary-key scan, no lookup per message; changes by MODSEQ index.
+    async def go(store: SqliteStore) -> None:
+        await _alice(store)
+
+    with_store(tmp_path, go)
+    from mailwright.store.sqlite.store import _PLACEMENT_SELECT
+
+    conn = _db(tmp_path)
+    plan = [
+        r[3]
+        for r in conn.execute("EXPLAIN QUERY PLAN " + _PLACEMENT_SELECT + " ORDER BY p.uid", (1,))
+    ]
+    assert plan == ["SEARCH p USING PRIMARY KEY (mailbox_id=?)"]
