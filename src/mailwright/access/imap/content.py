@@ -7,17 +7,28 @@ never parsed again for that message, by any session.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 from mailwright.message.structure import Structure, analyze
 from mailwright.store.api import Messages
+from mailwright.store.errors import StoreError
+
+log = logging.getLogger("mailwright.imap")
 
 
 class Content:
     """One message's content for the length of one command."""
 
-    __slots__ = ("_messages", "_raw", "_structure", "message_id")
+    __slots__ = ("_messages", "_raw", "_saving", "_structure", "message_id")
 
-    def __init__(self, messages: Messages, message_id: int) -> None:
+    def __init__(
+        self, messages: Messages, message_id: int, saving: set[asyncio.Task[None]]
+    ) -> None:
+        """``saving``: the session's structure writes in flight (a task needs a
+        reference until it is done)."""
         self._messages = messages
+        self._saving = saving
         self.message_id = message_id
         self._raw: bytes | None = None
         self._structure: Structure | None = None
@@ -38,5 +49,15 @@ class Content:
             except ValueError:
                 pass  # an older format: parse again, and cache the new one
         self._structure = analyze(await self.raw())
-        await self._messages.save_structure(self.message_id, self._structure.to_bytes())
+        # A cache, not data: the client's answer does not wait for it to be written
+        # (a commit with its fsync); the write joins the writer's next group commit.
+        task = asyncio.ensure_future(self._save(self._structure.to_bytes()))
+        self._saving.add(task)
+        task.add_done_callback(self._saving.discard)
         return self._structure
+
+    async def _save(self, data: bytes) -> None:
+        try:
+            await self._messages.save_structure(self.message_id, data)
+        except StoreError as exc:  # the message was expunged meanwhile, or the disk is full
+            log.debug("structure.not_saved message=%d error=%s", self.message_id, exc)

@@ -8,6 +8,7 @@ per message and command (``Content``).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -50,6 +51,7 @@ class Searcher:
     messages: Messages
     saved: list[int] = field(default_factory=list)  # RFC 5182 $, as UIDs
     uid_numbers: bool = False  # THREAD answers with UIDs (UID THREAD)
+    saving: set[asyncio.Task[None]] = field(default_factory=set)  # see Content
 
     def candidates(self) -> list[Candidate]:
         view = self.view
@@ -57,7 +59,13 @@ class Searcher:
         for seq, uid in enumerate(view.uids, 1):
             p = view.messages[uid]
             out.append(
-                Candidate(seq, uid, p, Content(self.messages, p.message_id), uid in view.recent)
+                Candidate(
+                    seq,
+                    uid,
+                    p,
+                    Content(self.messages, p.message_id, self.saving),
+                    uid in view.recent,
+                )
             )
         return out
 

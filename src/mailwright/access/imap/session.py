@@ -172,6 +172,7 @@ class ImapSession:
         self._watch: asyncio.Task[None] | None = None
         self._read: asyncio.Task[bytes] | None = None
         self._saved: list[int] = []  # RFC 5182: the last SEARCH RETURN (SAVE), as UIDs
+        self._saving: set[asyncio.Task[None]] = set()  # structure cache writes in flight
 
     # -- the loop ----------------------------------------------------------------
 
@@ -776,7 +777,7 @@ class ImapSession:
                 continue
             if cmd.changedsince is not None and p.modseq <= cmd.changedsince:
                 continue
-            content = Content(self.messages, p.message_id)
+            content = Content(self.messages, p.message_id, self._saving)
             values: list[tuple[str, Value]] = []
             flags_sent = False
             try:
@@ -937,7 +938,7 @@ class ImapSession:
 
     def _searcher(self) -> Searcher:
         assert self.view is not None
-        return Searcher(self.view, self.messages, self._saved)
+        return Searcher(self.view, self.messages, self._saved, saving=self._saving)
 
     def _charset_ok(self, charset: str | None) -> bool:
         return charset is None or charset.upper() in r.SUPPORTED_CHARSETS
