@@ -58,7 +58,8 @@ async def route(world: World, address: str, delimiter: str = "+") -> Route:
 def test_exact_account(tmp_path: Path) -> None:
     async def go(w: World) -> None:
         r = await route(w, "alice@example.test")
-        assert r == Route(True, w.targets("alice")) and r.known
+        assert r.local_domain and r.known and r.targets == w.targets("alice")
+        assert r.quotas == ((None, 0),)  # no quota, nothing stored yet
         assert (await route(w, "dave@other.test")).targets == w.targets("dave")
 
     run(tmp_path, go)
