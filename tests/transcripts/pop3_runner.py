@@ -29,8 +29,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mailwright.access.pop3 import Pop3Session
-from mailwright.app import auth_limits
-from mailwright.policy.auth import Authenticator, AuthThrottle, LoginCache
 from mailwright.store.api import INBOX, Lease, Placement
 from mailwright.store.sqlite import SqliteStore
 from tests.transcripts import runner
@@ -57,10 +55,6 @@ class BusyStore(SqliteStore):
         return placements
 
 
-async def _no_wait(seconds: float) -> None:
-    return None
-
-
 async def play(t: Transcript, mode: str, tmp: Path) -> Outcome:
     """One POP3 play."""
     store = BusyStore(tmp)
@@ -77,13 +71,7 @@ async def play(t: Transcript, mode: str, tmp: Path) -> Outcome:
                 assert lease is not None
                 leases.append(lease)
         config = runner.config_of(t, tmp)
-        authenticator = Authenticator(
-            store,
-            AuthThrottle(auth_limits(config)),
-            sleep=_no_wait,
-            dummy_hash=runner.password_hash("the password of nobody"),
-            cache=LoginCache(slots=64, ttl=config.auth.cache_ttl),
-        )
+        authenticator = runner.authenticator(store, config)
         session = Pop3Session(
             hostname=HOSTNAME,
             config=config.pop3,

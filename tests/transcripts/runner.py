@@ -2,8 +2,8 @@
 
 This module holds what every protocol's transcripts share — the file format, the three
 ways of playing the client's bytes, the in-memory ``Channel``, the store fixtures, the
-check of the server's output — and the SMTP player. ``pop3_runner`` plays POP3 (its
-directives are listed there).
+check of the server's output — and the SMTP player. ``pop3_runner`` plays POP3 and
+``imap_runner`` IMAP (their directives are listed there).
 
 The SMTP stack is the one the listener runs: ``ServerConnection`` (protocol) and
 ``SmtpSession`` (routing, policy, a real SQLite store in a temporary directory), driven
@@ -24,38 +24,51 @@ File format (CONVENTIONS.md "Transcript format"), plus additions:
     S* regex       zero or more server lines that match
 Every account's password is "secret" (a real argon2id hash, made at test cost).
 Every transcript is played three ways — whole lines, byte by byte, everything at once —
-and the server's output must be the same each time. A ``@handshake`` (POP3: the client's
-TLS handshake) splits the client's bytes: nothing is sent across it in one piece.
+and the server's output must be the same each time. A ``@handshake`` (the client's
+TLS handshake) splits the client's bytes: nothing is sent across it in one piece. So does
+every other *gate* (IMAP's ``@compress``, ``@meanwhile``, ``@during-idle``): the client's
+bytes after a gate are read only once the server has read all those before it and waits
+for more, and the protocol's player has done what the gate says.
 """
 
 from __future__ import annotations
 
 import ast
 import asyncio
+import atexit
+import contextlib
 import functools
 import itertools
+import os
 import re
+import shutil
 import sqlite3
+import tempfile
+import time
 import tomllib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 from argon2 import PasswordHasher
 
+from mailwright.app import auth_limits
 from mailwright.config import Config, parse_config
 from mailwright.intake.routing import Router
 from mailwright.intake.smtp import Peer, SmtpSession, limits_from
+from mailwright.policy.auth import Authenticator, AuthThrottle, LoginCache
 from mailwright.proto.smtp import events as ev
 from mailwright.proto.smtp.server import ServerConnection
-from mailwright.store.api import INBOX, Target
+from mailwright.store.api import INBOX, Account, Target
 from mailwright.store.sqlite import SqliteStore
 
 MODES = ("lines", "bytes", "pipelined")
 HOSTNAME = "mx.example.test"
 PASSWORD = "secret"
 TLS_INFO = "TLSv1.3 TLS_AES_128_GCM_SHA256"  # what the simulated handshake reports
+DB_FILE = "mailwright.db"
 
 _COMMON = {"domain", "account", "config", "tls", "expect-stored", "expect-body", "expect-copies"}
 _POP3 = {
@@ -68,9 +81,38 @@ _POP3 = {
     "expunged",
     "in-use",
 }
+_IMAP = {
+    "password",
+    "peer",
+    "implicit-tls",
+    "handshake",
+    "message",
+    "mailbox",
+    "quota",
+    "flags",
+    # gates and checks read by imap_runner
+    "compress",
+    "meanwhile",
+    "during-idle",
+    "expect-flags",
+    "expect-count",
+}
 # The directives each protocol's files may use, and the config sections they may set.
-DIRECTIVES = {"smtp": _COMMON | {"alias"}, "pop3": _COMMON | _POP3}
-CONFIG_SECTIONS = {"smtp": {"smtp"}, "pop3": {"pop3", "auth"}}
+DIRECTIVES = {"smtp": _COMMON | {"alias"}, "pop3": _COMMON | _POP3, "imap": _COMMON | _IMAP}
+CONFIG_SECTIONS = {"smtp": {"smtp"}, "pop3": {"pop3", "auth"}, "imap": {"imap", "auth"}}
+# Directives that end a phase of the client's bytes (``Gate``); the rest of the line is
+# the gate's text, for the player.
+GATES = {"handshake", "compress", "meanwhile", "during-idle"}
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Between two phases of the client's bytes: ``kind`` is the directive's name
+    ("handshake": the TLS handshake, which ``MemoryChannel.upgrade_tls`` passes; any
+    other is passed by ``read``, which awaits the player's ``on_gate`` first)."""
+
+    kind: str
+    text: str = ""
 
 
 @dataclass
@@ -84,12 +126,19 @@ class Transcript:
     tls: bool = False  # TLS is available (STARTTLS / STLS offered)
     implicit_tls: bool = False  # the connection is TLS from the start (port 995's role)
     peer: str = "127.0.0.1"
-    messages: list[tuple[str, bytes]] = field(default_factory=list)  # in INBOX before
+    # Made before the session: messages (address, mailbox, data), mailboxes (address, name),
+    # quotas (address, octets), flags (address, mailbox, UID, flags).
+    messages: list[tuple[str, str, bytes]] = field(default_factory=list)
+    mailboxes: list[tuple[str, str]] = field(default_factory=list)
+    quotas: list[tuple[str, int]] = field(default_factory=list)
+    flags: list[tuple[str, str, int, tuple[str, ...]]] = field(default_factory=list)
     arrivals: list[tuple[str, bytes]] = field(default_factory=list)  # delivered at login
     expunges: list[tuple[str, int]] = field(default_factory=list)  # (address, UID) at login
     in_use: list[str] = field(default_factory=list)  # maildrops another session holds
-    # The client's lines, one list per phase: a TLS handshake ends each but the last.
+    # The client's lines, one list per phase: a gate ends each but the last.
     client: list[list[bytes]] = field(default_factory=lambda: [[]])
+    gates: list[Gate] = field(default_factory=list)
+    extra: list[tuple[str, str]] = field(default_factory=list)  # (directive, text): the player's
     expect: list[tuple[str, str]] = field(default_factory=list)  # (kind, text)
     stored: list[tuple[str, int]] = field(default_factory=list)
     bodies: list[tuple[str, bytes]] = field(default_factory=list)
@@ -100,6 +149,16 @@ def _address_bytes(rest: str) -> tuple[str, bytes]:
     """``ADDRESS LITERAL``: an address and a Python bytes literal."""
     address, _, literal = rest.partition(" ")
     return address, _literal(literal)
+
+
+def mailbox_bytes(rest: str) -> tuple[str, str, bytes]:
+    """``ADDRESS [MAILBOX] LITERAL``: an address, a mailbox (INBOX unless named) and a
+    Python bytes literal."""
+    address, _, rest = rest.strip().partition(" ")
+    mailbox = INBOX
+    if not rest.startswith(("b'", 'b"')):
+        mailbox, _, rest = rest.partition(" ")
+    return address, mailbox, _literal(rest)
 
 
 def _literal(text: str) -> bytes:
@@ -143,10 +202,17 @@ def parse(path: Path, protocol: str = "smtp") -> Transcript:
                     t.implicit_tls = True
                 case "peer":
                     t.peer = args[0]
-                case "handshake":
-                    t.client.append([])
                 case "message":
-                    t.messages.append(_address_bytes(rest))
+                    t.messages.append(mailbox_bytes(rest))
+                case "mailbox":
+                    t.mailboxes.append((args[0], rest.partition(" ")[2]))
+                case "quota":
+                    t.quotas.append((args[0], int(args[1])))
+                case "flags":
+                    t.flags.append((args[0], args[1], int(args[2]), tuple(args[3:])))
+                case _ if word in GATES:
+                    t.gates.append(Gate(word, rest))
+                    t.client.append([])
                 case "arrives":
                     t.arrivals.append(_address_bytes(rest))
                 case "expect-body":
@@ -159,6 +225,8 @@ def parse(path: Path, protocol: str = "smtp") -> Transcript:
                     t.stored.append((args[0], int(args[1])))
                 case "expect-copies":
                     t.copies = int(args[0])
+                case _:
+                    t.extra.append((word, rest))
             continue
         kind, text = raw[:2], raw[3:]
         if kind == "C:":
@@ -183,10 +251,12 @@ def config_of(t: Transcript, tmp: Path) -> Config:
     return parse_config({"data_dir": str(tmp), "hostname": HOSTNAME, **t.config})
 
 
-def chunks(t: Transcript, mode: str) -> list[list[bytes]]:
+def chunks(
+    t: Transcript, mode: str, phases: Sequence[list[bytes]] | None = None
+) -> list[list[bytes]]:
     """The client's reads in each phase: one per line, one per byte, or one in all."""
     out = []
-    for phase in t.client:
+    for phase in t.client if phases is None else phases:
         data = b"".join(phase)
         if mode == "lines":
             out.append(list(phase))
@@ -203,7 +273,8 @@ class MemoryChannel:
     ``read`` returns the next chunk of the current phase, then ``b""`` (the client closes)
     after the last phase. ``discard_pending`` drops what is left of the current phase: the
     client sent it before the TLS handshake, and the server has not read it.
-    ``upgrade_tls`` is the handshake: it moves on to the next phase.
+    ``upgrade_tls`` is the handshake: it moves on to the next phase. At any other gate
+    ``read`` awaits ``on_gate(gate)``, then moves on. ``wrote`` is set by every write.
     """
 
     def __init__(
@@ -213,10 +284,16 @@ class MemoryChannel:
         *,
         peer: tuple[str, int] = ("127.0.0.1", 4242),
         tls: bool = False,
+        on_gate: Callable[[Gate], Awaitable[None]] | None = None,
+        phases: Sequence[list[bytes]] | None = None,
     ) -> None:
-        self._phases = chunks(t, mode)
+        """``phases``: the client's bytes, if not ``t.client`` (say, compressed)."""
+        self._phases = chunks(t, mode, phases)
+        self._gates = list(t.gates)
+        self._on_gate = on_gate
         self._peer = peer
         self.output = bytearray()
+        self.wrote = asyncio.Event()
         self.tls = tls  # True from the start for implicit TLS
         self.eof = False  # the client's close has been read
         self.timeouts: list[float] = []
@@ -226,16 +303,23 @@ class MemoryChannel:
         return self._peer
 
     async def read(self) -> bytes:
-        phase = self._phases[0]
-        if phase:
-            return phase.pop(0)
-        if len(self._phases) > 1:
-            raise AssertionError("the server waits for a command; the client, for TLS")
-        self.eof = True
-        return b""
+        while True:
+            phase = self._phases[0]
+            if phase:
+                return phase.pop(0)
+            if len(self._phases) == 1:
+                self.eof = True
+                return b""
+            gate = self._gates[0]
+            if gate.kind == "handshake" or self._on_gate is None:
+                raise AssertionError(f"the server waits for a command; the client, for {gate}")
+            await self._on_gate(gate)
+            self._gates.pop(0)
+            self._phases.pop(0)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self.output += data
+        self.wrote.set()
 
     async def drain(self) -> None:
         return None
@@ -251,10 +335,11 @@ class MemoryChannel:
             raise AssertionError("a second TLS handshake on one connection")
         if self._phases[0]:
             raise AssertionError(f"plaintext left unread at the handshake: {self._phases[0]}")
-        if len(self._phases) == 1:
+        if len(self._phases) == 1 or self._gates[0].kind != "handshake":
             # No @handshake: the client hangs up instead of starting TLS.
             self.eof = True
             raise ConnectionResetError("the client closed instead of starting TLS")
+        self._gates.pop(0)
         self._phases.pop(0)
         self.tls = True
         return TLS_INFO
@@ -270,34 +355,137 @@ def password_hash(password: str) -> str:
     return PasswordHasher(time_cost=1, memory_cost=8, parallelism=1).hash(password)
 
 
-async def populate(store: SqliteStore, t: Transcript) -> None:
-    """Domains, accounts, aliases and the messages already in INBOX."""
+async def populate(store: SqliteStore, t: Transcript, *, accounts: bool = True) -> None:
+    """Domains, accounts and quotas (unless ``accounts`` is False: the store was made from
+    ``template``), aliases, mailboxes, the messages already there and their flags."""
+    if accounts:
+        await _populate_accounts(store, t)
+    for source, targets in t.aliases:
+        await store.add_alias(source, targets)
+    for address, name in t.mailboxes:
+        await store.create_mailbox((await account_of(store, address)).id, name)
+    for address, mailbox, data in t.messages:
+        await deliver(store, address, data, mailbox)
+    for address, mailbox, uid, flags in t.flags:
+        box = await store.get_mailbox((await account_of(store, address)).id, mailbox)
+        await store.store_flags(box.id, [uid], frozenset(flags), "=")
+
+
+async def _populate_accounts(store: SqliteStore, t: Transcript) -> None:
     for d in t.domains:
         await store.add_domain(d)
     for a in t.accounts:
         await store.add_account(a, password_hash(t.passwords.get(a, PASSWORD)))
-    for source, targets in t.aliases:
-        await store.add_alias(source, targets)
-    for address, data in t.messages:
-        await deliver(store, address, data)
+    for address, quota in t.quotas:
+        await store.set_quota(address, quota)
+
+
+def _template_key(t: Transcript) -> tuple[object, ...]:
+    return (
+        tuple(t.domains),
+        tuple(t.accounts),
+        tuple(sorted(t.passwords.items())),
+        tuple(t.quotas),
+    )
+
+
+_TEMPLATES: dict[tuple[object, ...], tuple[Path, int]] = {}
+
+
+def template(t: Transcript) -> None:
+    """Make (once per process) a data directory with ``t``'s domains, accounts and quotas:
+    three plays of each of many transcripts then copy one database file instead of
+    migrating a new one and adding the accounts each time. Call outside an event loop."""
+    key = _template_key(t)
+    if key in _TEMPLATES:
+        return
+    root = Path(tempfile.mkdtemp(prefix="mw-transcript-template-", dir=_scratch_root()))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    since = int(time.time())  # the UIDVALIDITY values it hands out are this or later
+
+    async def build() -> None:
+        store = SqliteStore(root, peers=False)
+        try:
+            await _populate_accounts(store, t)
+        finally:
+            await store.close()
+
+    asyncio.run(build())
+    _TEMPLATES[key] = (root, since)
+
+
+def _scratch_root() -> str | None:
+    """Memory-backed storage when the machine has it: the store's commits are fsynced
+    (synchronous=FULL), which a transcript does not need and a disk makes slow."""
+    shm = Path("/dev/shm")
+    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
+
+
+@contextlib.contextmanager
+def scratch(tmp: Path) -> Iterator[Path]:
+    """A directory for one play's store: in memory (removed after) where possible, else
+    ``tmp``."""
+    root = _scratch_root()
+    if root is None:
+        yield tmp
+        return
+    path = Path(tempfile.mkdtemp(prefix="mw-transcript-", dir=root))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def open_store(t: Transcript, tmp: Path) -> tuple[SqliteStore, int, bool]:
+    """A store in ``tmp`` for one play (without peers: no other process shares it), from
+    ``t``'s template if one was made: (store, the clock when its first UIDVALIDITY was
+    handed out, whether it holds the accounts already)."""
+    made = _TEMPLATES.get(_template_key(t))
+    if made is None:
+        return SqliteStore(tmp, peers=False), int(time.time()), False
+    root, since = made
+    tmp.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(root / DB_FILE, tmp / DB_FILE)
+    return SqliteStore(tmp, peers=False), since, True
+
+
+async def account_of(store: SqliteStore, address: str) -> Account:
+    account = await store.get_account(address)
+    if account is None:
+        raise ValueError(f"no account {address}")
+    return account
+
+
+async def _no_wait(seconds: float) -> None:
+    return None
+
+
+def authenticator(store: SqliteStore, config: Config) -> Authenticator:
+    """The real ``Authenticator`` (``auth.*`` settings apply), minus the delay before a
+    failed login's answer."""
+    return Authenticator(
+        store,
+        AuthThrottle(auth_limits(config)),
+        sleep=_no_wait,
+        dummy_hash=password_hash("the password of nobody"),
+        cache=LoginCache(slots=64, ttl=config.auth.cache_ttl),
+    )
 
 
 _QUEUE_IDS = itertools.count(1)
 
 
-async def deliver(store: SqliteStore, address: str, data: bytes) -> None:
-    """``data`` into ``address``'s INBOX through the store's two-phase delivery."""
-    account = await store.get_account(address)
-    if account is None:
-        raise ValueError(f"no account {address}")
+async def deliver(store: SqliteStore, address: str, data: bytes, mailbox: str = INBOX) -> None:
+    """``data`` into ``address``'s ``mailbox`` through the store's two-phase delivery."""
+    account = await account_of(store, address)
     blob = store.new_blob()
     blob.write(data)
-    await store.deliver(blob, f"T{next(_QUEUE_IDS)}", 1_700_000_000, [Target(account.id)])
+    await store.deliver(blob, f"T{next(_QUEUE_IDS)}", 1_700_000_000, [Target(account.id, mailbox)])
 
 
 def count_messages(store: SqliteStore) -> int:
     """How many messages the store holds (each once, however many mailboxes hold it)."""
-    with closing(sqlite3.connect(store.data_dir / "mailwright.db")) as db:
+    with closing(sqlite3.connect(store.data_dir / DB_FILE)) as db:
         (count,) = db.execute("SELECT count(*) FROM messages").fetchone()
     return int(count)
 
@@ -425,3 +613,19 @@ def run(path: Path, tmp: Path, protocol: str = "smtp", player: Player = play) ->
         assert needle in first.stored[address][-1], (
             f"{address}: {needle!r} not in the stored message"
         )
+
+
+def transcript_files(directory: Path, known_bugs: dict[str, str]) -> list[object]:
+    """The ``*.txt`` files of ``directory`` as pytest parameters (ids: their names); those
+    named in ``known_bugs`` (name -> what is wrong in src/) are strict xfails, so fixing
+    the bug fails the test until its entry goes."""
+    return [
+        pytest.param(
+            f,
+            id=f.stem,
+            marks=[pytest.mark.xfail(reason=known_bugs[f.stem], strict=True)]
+            if f.stem in known_bugs
+            else [],
+        )
+        for f in sorted(directory.glob("*.txt"))
+    ]

@@ -7,22 +7,15 @@ from pathlib import Path
 import pytest
 
 from tests.transcripts.pop3_runner import run
+from tests.transcripts.runner import transcript_files
 
-FILES = sorted((Path(__file__).parent / "pop3").glob("*.txt"))
+HERE = Path(__file__).parent
+FILES = sorted((HERE / "pop3").glob("*.txt"))
 # Transcripts that show a bug in src/: name -> what is wrong (strict: fixing it fails here).
 KNOWN_BUGS: dict[str, str] = {}
 
 
-@pytest.mark.parametrize(
-    "path",
-    [
-        pytest.param(f, marks=pytest.mark.xfail(reason=KNOWN_BUGS[f.stem], strict=True))
-        if f.stem in KNOWN_BUGS
-        else f
-        for f in FILES
-    ],
-    ids=[f.stem for f in FILES],
-)
+@pytest.mark.parametrize("path", transcript_files(HERE / "pop3", KNOWN_BUGS))
 def test_transcript(path: Path, tmp_path: Path) -> None:
     run(path, tmp_path)
 

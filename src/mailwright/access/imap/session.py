@@ -117,7 +117,8 @@ _AUTHED_CAPS = (
     "UNKNOWN-CTE",
     "COMPRESS=DEFLATE",
 )
-_ENABLEABLE = frozenset({"CONDSTORE", "QRESYNC", "IMAP4REV2", "UTF8=ACCEPT"})
+_HASCHILDREN = r.Code("HASCHILDREN")  # RFC 9051 §7.1
+_ENABLEABLE = frozenset({"CONDSTORE", "QRESYNC", "IMAP4REV2"})
 
 
 def canonical_flag(flag: str) -> str:
@@ -437,6 +438,11 @@ class ImapSession:
         tag = getattr(cmd, "tag", "*")  # pragma: no cover - every command is matched above
         return machine.send(r.tagged(tag, "BAD", "Command not implemented"))
 
+    def _selected(self) -> MailboxView:
+        if self.view is None:  # pragma: no cover - the state table allows these only when selected
+            raise RuntimeError("no mailbox selected")
+        return self.view
+
     @property
     def _account_id(self) -> int:
         if self.account is None:  # pragma: no cover - the state table allows these only after login
@@ -610,6 +616,9 @@ class ImapSession:
         machine = self.machine
         tag = cmd.tag
         read_only = isinstance(cmd, c.Examine)
+        if cmd.qresync is not None and "QRESYNC" not in self.enabled:
+            # RFC 7162 §3.2.3: the QRESYNC parameter only after ENABLE QRESYNC.
+            return machine.send(r.tagged(tag, "BAD", "QRESYNC is not enabled"))
         out = b""
         if self.view is not None:
             self.view = None
@@ -626,7 +635,8 @@ class ImapSession:
             return out + machine.send(r.tagged(tag, "NO", "Mailbox does not exist", r.NONEXISTENT))
         # IMAP4rev1 \Recent: the messages no session has seen are this one's alone.
         if read_only:
-            recent = (info.uidnext, info.uidnext)
+            # EXAMINE shows what is recent without claiming it (RFC 3501 §6.3.2).
+            recent = (info.recent_uid, info.uidnext)
         else:
             recent = await self.mailboxes.claim_recent_range(info.id)
         placements = await self.messages.list_placements(info.id)
@@ -661,8 +671,11 @@ class ImapSession:
                     "OK", "Highest", r.HIGHESTMODSEQ(max(info.highestmodseq, view.max_modseq()))
                 )
             )
-        if cmd.qresync is not None and "QRESYNC" in self.enabled:
+        if cmd.qresync is not None:
             responses += await self._qresync(view, cmd.qresync)
+        if "IMAP4REV2" in self.enabled:
+            # RFC 9051 §6.3.2: a LIST response with the mailbox's name (REQUIRED).
+            responses.append(r.list_mailbox([], SEP, self._name_out(info.name)))
         self.view = view
         machine.selected(read_only)
         code = r.READ_ONLY if read_only else r.READ_WRITE
@@ -741,9 +754,10 @@ class ImapSession:
     # -- FETCH -------------------------------------------------------------------
 
     async def _fetch(self, cmd: c.Fetch) -> bytes:
-        machine, view = self.machine, self.view
-        assert_view(view)
-        assert view is not None
+        machine, view = self.machine, self._selected()
+        if cmd.vanished and "QRESYNC" not in self.enabled:
+            # RFC 7162 §3.2.3: VANISHED only after ENABLE QRESYNC.
+            return machine.send(r.tagged(cmd.tag, "BAD", "QRESYNC is not enabled"))
         pairs = self._resolve(cmd.set, cmd.uid)
         if pairs is None:
             return self._bad_set(cmd.tag)
@@ -771,6 +785,16 @@ class ImapSession:
                 view.set_flags(uid, flags, modseq)
                 new_modseq[uid] = modseq
         out = bytearray()
+        if cmd.vanished and cmd.changedsince is not None:
+            # RFC 7162 §3.2.6: the UIDs of the set expunged since CHANGEDSINCE, first.
+            top = max(view.uids[-1] if view.uids else 0, 1)
+            gone = [
+                u
+                for u in await self.messages.expunged_since(view.mailbox_id, cmd.changedsince)
+                if cmd.set.contains(u, max(top, u))
+            ]
+            if gone:
+                out += machine.send(r.vanished(compress_uids(gone), earlier=True))
         for seq, uid in pairs:
             p = view.messages.get(uid)
             if p is None:
@@ -803,7 +827,10 @@ class ImapSession:
             except NotFound:
                 continue  # expunged by another session meanwhile: nothing to say about it
             if uid in new_modseq and not flags_sent:
-                # RFC 9051 §6.4.5: \Seen set by this FETCH is reported with it.
+                # RFC 9051 §6.4.5: \Seen set by this FETCH is reported with it (and
+                # RFC 7162 §3.2.4: with its UID once QRESYNC is enabled).
+                if "QRESYNC" in self.enabled and not any(n == "UID" for n, _ in values):
+                    values.insert(0, ("UID", uid))
                 values.append(("FLAGS", fetching.flag_atoms(p.flags)))
                 if condstore and not any(n == "MODSEQ" for n, _ in values):
                     values.append(("MODSEQ", [p.modseq]))
@@ -815,8 +842,7 @@ class ImapSession:
     # -- STORE -------------------------------------------------------------------
 
     async def _store(self, cmd: c.Store) -> bytes:
-        machine, view = self.machine, self.view
-        assert view is not None
+        machine, view = self.machine, self._selected()
         if view.read_only:
             return machine.send(r.tagged(cmd.tag, "NO", "Mailbox is read-only", r.READ_ONLY))
         pairs = self._resolve(cmd.set, cmd.uid)
@@ -847,7 +873,7 @@ class ImapSession:
             ):
                 continue
             values: list[tuple[str, Value]] = []
-            if cmd.uid:
+            if cmd.uid or "QRESYNC" in self.enabled:  # RFC 7162 §3.2.4: always UID then
                 values.append(("UID", uid))
             values.append(("FLAGS", fetching.flag_atoms(p.flags)))
             if self._condstore:
@@ -869,8 +895,7 @@ class ImapSession:
     # -- COPY / MOVE -------------------------------------------------------------
 
     async def _copy(self, cmd: c.Copy | c.Move) -> bytes:
-        machine, view = self.machine, self.view
-        assert view is not None
+        machine, view = self.machine, self._selected()
         move = isinstance(cmd, c.Move)
         verb = "MOVE" if move else "COPY"
         if move and view.read_only:
@@ -917,8 +942,7 @@ class ImapSession:
     # -- EXPUNGE -----------------------------------------------------------------
 
     async def _expunge(self, tag: str, uid_set: SequenceSet | None) -> bytes:
-        machine, view = self.machine, self.view
-        assert view is not None
+        machine, view = self.machine, self._selected()
         if view.read_only:
             return machine.send(r.tagged(tag, "NO", "Mailbox is read-only", r.READ_ONLY))
         doomed = [u for u in view.uids if "\\Deleted" in view.messages[u].flags]
@@ -937,8 +961,7 @@ class ImapSession:
     # -- SEARCH / SORT / THREAD --------------------------------------------------
 
     def _searcher(self) -> Searcher:
-        assert self.view is not None
-        return Searcher(self.view, self.messages, self._saved, saving=self._saving)
+        return Searcher(self._selected(), self.messages, self._saved, saving=self._saving)
 
     def _charset_ok(self, charset: str | None) -> bool:
         return charset is None or charset.upper() in r.SUPPORTED_CHARSETS
@@ -965,7 +988,9 @@ class ImapSession:
         if opts is None and "IMAP4REV2" in self.enabled:
             opts = ("ALL",)
         if opts is not None:
-            responses.append(self._esearch(cmd.tag, cmd.uid, opts, found, numbers, modseq))
+            esearch = self._esearch(cmd.tag, cmd.uid, opts, found, numbers, modseq)
+            if esearch is not None:
+                responses.append(esearch)
         else:
             responses.append(r.search(numbers, modseq))
         updates = await self._updates(expunge_allowed=cmd.uid)
@@ -979,13 +1004,23 @@ class ImapSession:
         found: list[Candidate],
         numbers: list[int],
         modseq: int | None,
-    ) -> Response:
+    ) -> Response | None:
+        """The ESEARCH response, or None for RETURN (SAVE) alone (RFC 5182 §2.1)."""
         wanted = {o.upper() for o in opts} or {"ALL"}
         if "SAVE" in wanted:
-            self._saved[:] = [m.uid for m in found]
             wanted.discard("SAVE")
+            # RFC 5182 §2.1: with MIN and/or MAX only those are saved, else every match.
+            saved = found
+            if found and wanted & {"MIN", "MAX"} and not wanted & {"ALL", "COUNT"}:
+                ends = []
+                if "MIN" in wanted:
+                    ends.append(found[0] if not uid else min(found, key=lambda m: m.uid))
+                if "MAX" in wanted:
+                    ends.append(found[-1] if not uid else max(found, key=lambda m: m.uid))
+                saved = sorted({m.uid: m for m in ends}.values(), key=lambda m: m.uid)
+            self._saved[:] = [m.uid for m in saved]
             if not wanted:
-                return r.esearch(tag, uid, [])
+                return None
         items: list[tuple[str, int | str]] = []
         if "MIN" in wanted and numbers:
             items.append(("MIN", min(numbers)))
@@ -1010,12 +1045,15 @@ class ImapSession:
         searcher = self._searcher()
         found = await searcher.sort(await searcher.search(cmd.key), cmd.criteria)
         numbers = [m.uid if cmd.uid else m.seq for m in found]
+        responses: list[Response] = []
         if cmd.return_opts is not None:
-            resp = self._esearch(cmd.tag, cmd.uid, cmd.return_opts, found, numbers, None)
+            esort = self._esearch(cmd.tag, cmd.uid, cmd.return_opts, found, numbers, None)
+            if esort is not None:
+                responses.append(esort)
         else:
-            resp = r.search(numbers, verb="SORT")
+            responses.append(r.search(numbers, verb="SORT"))
         updates = await self._updates(expunge_allowed=cmd.uid)
-        return machine.send(resp, *updates, r.tagged(cmd.tag, "OK", "SORT completed"))
+        return machine.send(*responses, *updates, r.tagged(cmd.tag, "OK", "SORT completed"))
 
     async def _thread(self, cmd: c.Thread) -> bytes:
         machine = self.machine
@@ -1061,7 +1099,7 @@ class ImapSession:
             return self.machine.send(r.tagged(tag, "NO", "Mailbox does not exist", r.NONEXISTENT))
         except HasChildren:
             return self.machine.send(
-                r.tagged(tag, "NO", "Mailbox has children; delete them first", r.CANNOT)
+                r.tagged(tag, "NO", "Mailbox has children; delete them first", _HASCHILDREN)
             )
         except NotPermitted:
             return self.machine.send(r.tagged(tag, "NO", "INBOX cannot be deleted", r.CANNOT))
@@ -1100,7 +1138,7 @@ class ImapSession:
             if key == "MESSAGES":
                 values.append((key, info.messages))
             elif key == "RECENT":
-                values.append((key, 0))
+                values.append((key, info.recent))
             elif key == "UIDNEXT":
                 values.append((key, info.uidnext))
             elif key == "UIDVALIDITY":
@@ -1250,11 +1288,6 @@ class _Append:
     def __init__(self, cmd: c.Append, blob: BlobWriter) -> None:
         self.cmd = cmd
         self.blob = blob
-
-
-def assert_view(view: MailboxView | None) -> None:
-    if view is None:  # pragma: no cover - the state table allows these only when selected
-        raise RuntimeError("no mailbox selected")
 
 
 def _bisect(uids: list[int], uid: int) -> int:
