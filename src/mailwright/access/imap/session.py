@@ -573,9 +573,14 @@ class ImapSession:
         try:
             async for change in subscription:
                 view = self.view
-                if view is not None and change.mailbox_id in (view.mailbox_id, 0):
-                    view.dirty = True
-                    self._wake.set()
+                if view is None or change.mailbox_id not in (view.mailbox_id, 0):
+                    continue
+                # This session's own change, already in the view (``own_change``): no
+                # need to read the store again for it.
+                if change.mailbox_id and change.modseq and change.modseq <= view.known_modseq:
+                    continue
+                view.dirty = True
+                self._wake.set()
         finally:
             closer = getattr(subscription, "close", None)
             if closer is not None:
@@ -784,6 +789,8 @@ class ImapSession:
             for uid, flags, modseq in result.changed:
                 view.set_flags(uid, flags, modseq)
                 new_modseq[uid] = modseq
+            if result.changed:
+                view.own_change(result.modseq)
         out = bytearray()
         if cmd.vanished and cmd.changedsince is not None:
             # RFC 7162 §3.2.6: the UIDs of the set expunged since CHANGEDSINCE, first.
@@ -859,6 +866,8 @@ class ImapSession:
         changed = {uid: (f, m) for uid, f, m in result.changed}
         for uid, f, m in (*result.changed, *result.unchanged):
             view.set_flags(uid, f, m)
+        if changed:
+            view.own_change(result.modseq)
         out = bytearray()
         for seq, uid in pairs:
             if uid in result.failed:
@@ -953,6 +962,7 @@ class ImapSession:
         if doomed:
             modseq = await self.messages.expunge(view.mailbox_id, doomed)
             view.expunged.update(doomed)
+            view.own_change(modseq)
         responses = [self._render(u) for u in view.take_expunges(qresync="QRESYNC" in self.enabled)]
         responses += await self._updates(expunge_allowed=True)
         code = r.HIGHESTMODSEQ(modseq) if self._condstore and modseq else None

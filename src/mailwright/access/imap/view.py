@@ -178,6 +178,14 @@ class MailboxView:
             self.recent.discard(uid)
         self._told_recent = len(self.recent)
 
+    def own_change(self, modseq: int) -> None:
+        """This session's own write took ``modseq`` and is already in the view. When it
+        is the very next MODSEQ (MODSEQs of a mailbox go up by one per operation),
+        nothing else changed in between, so the view is current up to it and the change
+        feed's notice of it needs no read of the store."""
+        if modseq == self.known_modseq + 1:
+            self.known_modseq = modseq
+
     def set_flags(self, uid: int, flags: frozenset[str], modseq: int) -> None:
         """This session's own STORE, already reported by the command itself."""
         old = self.messages.get(uid)
