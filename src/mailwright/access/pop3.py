@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from mailwright.access.channel import Channel
+from mailwright.access.sasl import Outcome, SaslExchange
 from mailwright.config import Pop3Config
 from mailwright.core.log import event as log_event
 from mailwright.policy.auth import Authenticator
@@ -30,14 +31,7 @@ from mailwright.proto.pop3 import events as ev
 from mailwright.proto.pop3 import replies
 from mailwright.proto.pop3.replies import Continuation, Pop3Reply, Response
 from mailwright.proto.pop3.server import Limits, ServerConnection, encode_message
-from mailwright.proto.sasl.mechanism import (
-    Challenge,
-    Credentials,
-    Mechanism,
-    decode_response,
-    encode_challenge,
-    server_mechanism,
-)
+from mailwright.proto.sasl.mechanism import Credentials
 from mailwright.store.api import INBOX, Account, Lease, Locks, Mailboxes, Messages
 from mailwright.store.errors import NotFound, StoreError
 
@@ -100,7 +94,7 @@ class Pop3Session:
         self._mailbox_id = 0
         self._uidvalidity = 0
         self._messages: list[_Message] = []
-        self._sasl: Mechanism | None = None
+        self._sasl: SaslExchange | None = None
 
     # -- the loop ----------------------------------------------------------------
 
@@ -290,41 +284,28 @@ class Pop3Session:
     async def _auth_start(self, mechanism: str, initial: str | None) -> Response:
         if not self._plaintext_ok:
             return self._no_plain
-        mech = server_mechanism(mechanism)
-        if mech is None:
+        exchange = SaslExchange.start(mechanism)
+        if exchange is None:
             return replies.UNKNOWN_MECHANISM
-        data: bytes | None = None
-        if initial is not None:
-            decoded = decode_response(initial, initial=True)
-            if not isinstance(decoded, bytes):
-                return await self._fail_sasl(decoded.reason)
-            data = decoded
-        self._sasl = mech
-        return await self._sasl_result(mech, data)
+        self._sasl = exchange
+        return await self._sasl_outcome(exchange.step(initial, initial=True))
 
     async def _auth_step(self, event: ev.AuthResponse) -> Response:
-        mech, self._sasl = self._sasl, None
+        exchange, self._sasl = self._sasl, None
         if event.cancelled:
             return replies.AUTH_CANCELLED
-        if mech is None:  # pragma: no cover - the machine only yields these during AUTH
+        if exchange is None:  # pragma: no cover - the machine only yields these during AUTH
             return replies.AUTH_FAILED
-        decoded = decode_response(event.data)
-        if not isinstance(decoded, bytes):
-            return await self._fail_sasl(decoded.reason)
-        self._sasl = mech
-        return await self._sasl_result(mech, decoded)
+        self._sasl = exchange
+        return await self._sasl_outcome(exchange.step(event.data))
 
-    async def _sasl_result(self, mech: Mechanism, data: bytes | None) -> Response:
-        step = mech.step(data)
-        if isinstance(step, Challenge):
-            return Continuation(encode_challenge(step.data))
+    async def _sasl_outcome(self, outcome: Outcome) -> Response:
+        if isinstance(outcome, str):
+            return Continuation(outcome)
         self._sasl = None
-        if isinstance(step, Credentials):
-            if step.authzid and step.authzid.lower() != step.username.lower():
-                # Acting as another user (RFC 4616 §2) is not offered.
-                return await self._fail_sasl("authzid differs from authcid")
-            return await self._login(step.username, step.password)
-        return await self._fail_sasl(step.reason)
+        if isinstance(outcome, Credentials):
+            return await self._login(outcome.username, outcome.password)
+        return await self._fail_sasl(outcome.reason)
 
     async def _fail_sasl(self, reason: str) -> Pop3Reply:
         self._sasl = None

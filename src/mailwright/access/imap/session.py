@@ -39,6 +39,7 @@ from mailwright.access.imap.view import (
     Vanished,
 )
 from mailwright.access.pop3 import plaintext_allowed
+from mailwright.access.sasl import Outcome, SaslExchange
 from mailwright.config import ImapConfig
 from mailwright.core.log import event as log_event
 from mailwright.policy.auth import Authenticator
@@ -49,14 +50,7 @@ from mailwright.proto.imap import response as r
 from mailwright.proto.imap.numset import SequenceSet, compress_uids
 from mailwright.proto.imap.response import Atom, Response, Value
 from mailwright.proto.imap.server import Limits, ServerConnection
-from mailwright.proto.sasl.mechanism import (
-    Challenge,
-    Credentials,
-    Mechanism,
-    decode_response,
-    encode_challenge,
-    server_mechanism,
-)
+from mailwright.proto.sasl.mechanism import Credentials
 from mailwright.store.api import (
     INBOX,
     Account,
@@ -165,7 +159,7 @@ class ImapSession:
         self.enabled: set[str] = set()
         self.fetched = 0
         self.appended = 0
-        self._sasl: Mechanism | None = None
+        self._sasl: SaslExchange | None = None
         self._auth_tag = ""
         self._append: _Append | None = None
         self._idle_tag: str | None = None
@@ -512,43 +506,31 @@ class ImapSession:
     async def _auth_start(self, tag: str, mechanism: str, initial: bytes | None) -> bytes:
         if not self._plaintext_ok:
             return self._no_plaintext(tag)
-        mech = server_mechanism(mechanism)
-        if mech is None:
+        exchange = SaslExchange.start(mechanism)
+        if exchange is None:
             return self.machine.send(
                 r.tagged(tag, "NO", "Unsupported authentication mechanism", r.CANNOT)
             )
         self._auth_tag = tag
-        data: bytes | None = None
-        if initial is not None:
-            decoded = decode_response(initial, initial=True)
-            if not isinstance(decoded, bytes):
-                return self._sasl_failed(decoded.reason)
-            data = decoded
-        self._sasl = mech
-        return await self._sasl_step(mech, data)
+        self._sasl = exchange
+        return await self._sasl_outcome(exchange.step(initial, initial=True))
 
     async def _auth_step(self, event: ev.AuthResponse) -> bytes:
-        mech, self._sasl = self._sasl, None
+        exchange, self._sasl = self._sasl, None
         if event.data is None:
             return self.machine.send(r.tagged(self._auth_tag, "BAD", "Authentication cancelled"))
-        if mech is None:  # pragma: no cover - the machine yields these only during AUTHENTICATE
+        if exchange is None:  # pragma: no cover - the machine yields these only during AUTHENTICATE
             return self._sasl_failed("no exchange")
-        decoded = decode_response(event.data)
-        if not isinstance(decoded, bytes):
-            return self._sasl_failed(decoded.reason)
-        self._sasl = mech
-        return await self._sasl_step(mech, decoded)
+        self._sasl = exchange
+        return await self._sasl_outcome(exchange.step(event.data))
 
-    async def _sasl_step(self, mech: Mechanism, data: bytes | None) -> bytes:
-        step = mech.step(data)
-        if isinstance(step, Challenge):
-            return self.machine.send_continuation(encode_challenge(step.data))
+    async def _sasl_outcome(self, outcome: Outcome) -> bytes:
+        if isinstance(outcome, str):
+            return self.machine.send_continuation(outcome)
         self._sasl = None
-        if isinstance(step, Credentials):
-            if step.authzid and step.authzid.lower() != step.username.lower():
-                return self._sasl_failed("authzid differs from authcid")
-            return await self._login(self._auth_tag, step.username, step.password)
-        return self._sasl_failed(step.reason)
+        if isinstance(outcome, Credentials):
+            return await self._login(self._auth_tag, outcome.username, outcome.password)
+        return self._sasl_failed(outcome.reason)
 
     def _sasl_failed(self, reason: str) -> bytes:
         self._sasl = None
@@ -976,14 +958,14 @@ class ImapSession:
     def _charset_ok(self, charset: str | None) -> bool:
         return charset is None or charset.upper() in r.SUPPORTED_CHARSETS
 
+    def _bad_charset(self, tag: str) -> bytes:
+        code = r.BADCHARSET(list(r.SUPPORTED_CHARSETS))
+        return self.machine.send(r.tagged(tag, "NO", "Unsupported charset", code))
+
     async def _search(self, cmd: c.Search) -> bytes:
         machine = self.machine
         if not self._charset_ok(cmd.charset):
-            return machine.send(
-                r.tagged(
-                    cmd.tag, "NO", "Unsupported charset", r.BADCHARSET(list(r.SUPPORTED_CHARSETS))
-                )
-            )
+            return self._bad_charset(cmd.tag)
         if _uses_modseq(cmd.key):
             self.enabled.add("CONDSTORE")
         found = await self._searcher().search(cmd.key)
@@ -1047,11 +1029,7 @@ class ImapSession:
     async def _sort(self, cmd: c.Sort) -> bytes:
         machine = self.machine
         if not self._charset_ok(cmd.charset):
-            return machine.send(
-                r.tagged(
-                    cmd.tag, "NO", "Unsupported charset", r.BADCHARSET(list(r.SUPPORTED_CHARSETS))
-                )
-            )
+            return self._bad_charset(cmd.tag)
         searcher = self._searcher()
         found = await searcher.sort(await searcher.search(cmd.key), cmd.criteria)
         numbers = [m.uid if cmd.uid else m.seq for m in found]
@@ -1068,11 +1046,7 @@ class ImapSession:
     async def _thread(self, cmd: c.Thread) -> bytes:
         machine = self.machine
         if not self._charset_ok(cmd.charset):
-            return machine.send(
-                r.tagged(
-                    cmd.tag, "NO", "Unsupported charset", r.BADCHARSET(list(r.SUPPORTED_CHARSETS))
-                )
-            )
+            return self._bad_charset(cmd.tag)
         searcher = self._searcher()
         searcher.uid_numbers = cmd.uid
         threads = await searcher.thread(await searcher.search(cmd.key), cmd.algorithm.upper())
