@@ -46,6 +46,21 @@ class AccessSession(Protocol):
 SessionFactory = Callable[[str, str, bool], AccessSession]
 
 
+class ListenerConfig(Protocol):
+    """The settings every access protocol's section has (``pop3``, ``imap``)."""
+
+    @property
+    def tls_handshake_timeout(self) -> float: ...
+    @property
+    def login_timeout(self) -> float: ...
+    @property
+    def idle_timeout(self) -> float: ...
+    @property
+    def max_connections(self) -> int: ...
+    @property
+    def max_connections_per_ip(self) -> int: ...
+
+
 class AccessListener(Listener):
     def __init__(
         self,
@@ -113,3 +128,26 @@ class AccessListener(Listener):
                 tls=session.tls_info or "",
                 **session.summary(),
             )
+
+
+def access_listener(
+    protocol: str,
+    config: ListenerConfig,
+    new_session: SessionFactory,
+    refusal: Callable[[bool], bytes],
+    tls_context: Callable[[], ssl.SSLContext | None],
+    limiter: ConnectionLimiter | None,
+) -> AccessListener:
+    """A listener for ``protocol`` with ``config``'s timeouts and caps (``limiter``: the
+    caps shared by every worker; by default this process's own)."""
+    return AccessListener(
+        protocol=protocol,
+        new_session=new_session,
+        refusal=refusal,
+        tls_context=tls_context,
+        tls_handshake_timeout=config.tls_handshake_timeout,
+        limiter=limiter
+        or ConnectionLimiter(1, config.max_connections, config.max_connections_per_ip),
+        # The reaper looks often enough to end a session within a quarter of its timeout.
+        reaper_interval=min(1.0, config.login_timeout / 4, config.idle_timeout / 4),
+    )

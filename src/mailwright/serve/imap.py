@@ -9,7 +9,7 @@ from mailwright.access.imap.session import ImapSession
 from mailwright.config import ImapConfig
 from mailwright.policy.auth import Authenticator
 from mailwright.proto.imap import response
-from mailwright.serve.access import AccessListener
+from mailwright.serve.access import AccessListener, access_listener
 from mailwright.serve.limits import ConnectionLimiter
 from mailwright.store.api import Accounts, ChangeFeed, Mailboxes, Messages
 
@@ -46,13 +46,4 @@ def imap_listener(
             tls_available=tls_context() is not None,
         )
 
-    return AccessListener(
-        protocol="imap",
-        new_session=new_session,
-        refusal=_refusal,
-        tls_context=tls_context,
-        tls_handshake_timeout=config.tls_handshake_timeout,
-        limiter=limiter
-        or ConnectionLimiter(1, config.max_connections, config.max_connections_per_ip),
-        reaper_interval=min(1.0, config.login_timeout / 4, config.idle_timeout / 4),
-    )
+    return access_listener("imap", config, new_session, _refusal, tls_context, limiter)
