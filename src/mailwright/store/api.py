@@ -31,9 +31,10 @@ Model (the same logical tables on every backend):
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from pathlib import Path
+from typing import Literal, Protocol
 
 from mailwright.store.errors import InvalidName
 
@@ -199,11 +200,90 @@ class Target:
 
 @dataclass(frozen=True, slots=True)
 class DeliveryResult:
-    """What ``deliver`` did: one ``Delivered`` per placement made, in target order, and
-    the targets whose account had no room (each skipped alone; the others got the mail)."""
+    """What ``deliver`` did: one ``Delivered`` per placement made, in target order, the
+    targets whose account had no room (each skipped alone; the others got the mail), and
+    how many remote recipients were queued."""
 
     delivered: list[Delivered]
     over_quota: list[Target] = field(default_factory=list)
+    queued: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundRecipient:
+    """A remote recipient, with its RFC 3461 parameters."""
+
+    address: str
+    notify: tuple[str, ...] = ()  # NOTIFY as given, upper case; empty: not given
+    orcpt: str | None = None  # ORCPT, xtext-decoded: "rfc822;user@example.org"
+
+
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    """The remote recipients of a message, queued by ``deliver`` in the same transaction
+    as its local placements."""
+
+    sender: str  # the envelope sender; "" for the null reverse-path
+    recipients: tuple[OutboundRecipient, ...]
+    envid: str | None = None  # RFC 3461 ENVID, decoded
+    ret: Literal["FULL", "HDRS"] | None = None  # RFC 3461 RET
+    smtputf8: bool = False
+    eight_bit: bool = False  # came with BODY=8BITMIME
+    # Header fields sent before the stored bytes when relayed (a DKIM-Signature: local
+    # copies do not carry it).
+    prefix: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class MailEvent:
+    """One step in a message's life (RFC-free vocabulary, the HTTP API's too): "received",
+    "queued", "delivered" (locally or remotely), "deferred", "bounced", "expired",
+    "delayed" (a delay warning went out), "deleted" (by an operator)."""
+
+    queue_id: str
+    type: str
+    recipient: str = ""
+    detail: Mapping[str, str] = field(default_factory=dict)  # host, reply, reason ...
+    message_id: str = ""  # the Message-ID header field's value, when known
+    time: float = 0.0  # Unix seconds; 0: when the store records it
+    id: int = 0  # set by the store: the order of events
+
+
+@dataclass(frozen=True, slots=True)
+class QueueEntry:
+    """One remote recipient of one queued message."""
+
+    id: int
+    queue_id: str
+    message_id: int  # the stored message (``read_message``, ``message_source``)
+    sender: str
+    recipient: str
+    domain: str  # the recipient's domain in lower case: where it goes
+    notify: tuple[str, ...]
+    orcpt: str | None
+    envid: str | None
+    ret: Literal["FULL", "HDRS"] | None
+    smtputf8: bool
+    eight_bit: bool
+    prefix: bytes
+    size: int  # of the stored message (without ``prefix``)
+    received_at: int  # Unix seconds
+    next_attempt: int
+    attempts: int
+    last_reply: str
+    delay_notified: bool
+
+
+@dataclass(frozen=True, slots=True)
+class QueueUpdate:
+    """What became of a claimed entry. "delivered", "failed" and "deleted" remove it;
+    "deferred" keeps it for ``next_attempt`` with ``reply`` as the reason."""
+
+    entry_id: int
+    outcome: Literal["delivered", "deferred", "failed", "deleted"]
+    next_attempt: int = 0
+    reply: str = ""
+    delay_notified: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,11 +437,19 @@ class Mailboxes(Protocol):
 class Messages(Protocol):
     def new_blob(self) -> BlobWriter: ...
     async def deliver(
-        self, blob: BlobWriter, queue_id: str, received_at: int, targets: Sequence[Target]
+        self,
+        blob: BlobWriter,
+        queue_id: str,
+        received_at: int,
+        targets: Sequence[Target],
+        *,
+        outbound: Outbound | None = None,
+        events: Sequence[MailEvent] = (),
     ) -> DeliveryResult:
-        """Store the message once and place it in every target, in one transaction.
-        A target whose account is over quota is skipped and listed in ``over_quota``;
-        ``QuotaExceeded`` (nothing stored) when that leaves no target at all. A missing
+        """Store the message once, place it in every target and queue its remote
+        recipients (``outbound``), with ``events``, in one transaction. A target whose
+        account is over quota is skipped and listed in ``over_quota``; ``QuotaExceeded``
+        (nothing stored) when that leaves no target and nothing to queue. A missing
         account or mailbox fails the whole delivery (``NotFound``)."""
         ...
 
@@ -450,6 +538,56 @@ class Messages(Protocol):
         ...
 
 
+class Queue(Protocol):
+    """The outbound queue: remote recipients waiting for delivery, and the event log.
+
+    An entry is claimed (leased) by one runner at a time, across processes; a lease that
+    is not settled by ``update`` (the runner died) expires and the entry is due again, so
+    a crash delivers at least once and never loses an entry. An entry holds a reference
+    to its message: the bytes go with the last placement or entry."""
+
+    async def claim(self, now: int, limit: int, lease: int) -> list[QueueEntry]:
+        """Up to ``limit`` entries due at ``now`` (``next_attempt`` <= now, no live
+        lease), oldest first, leased until now + ``lease``."""
+        ...
+
+    async def next_due(self) -> int | None:
+        """The earliest ``next_attempt`` of any entry not leased; None: queue empty."""
+        ...
+
+    async def update(
+        self, updates: Sequence[QueueUpdate], events: Sequence[MailEvent] = ()
+    ) -> None:
+        """Settle claimed entries and record ``events``, in one transaction."""
+        ...
+
+    async def list_queue(self, queue_id: str | None = None) -> list[QueueEntry]:
+        """Every entry (of one message), oldest first."""
+        ...
+
+    async def retry(self, queue_id: str | None, now: int) -> int:
+        """Make the entries (of one message; None: all) due at ``now``, lifting any lease.
+        Returns how many."""
+        ...
+
+    async def delete(self, queue_id: str) -> int:
+        """Drop every entry of a message (an operator's decision: no bounce), recording a
+        "deleted" event for each. Returns how many."""
+        ...
+
+    async def add_events(self, events: Sequence[MailEvent]) -> None: ...
+
+    async def events(self, key: str) -> list[MailEvent]:
+        """Every event of a message, by queue id or Message-ID (with or without <>), in
+        order. A Message-ID may name several messages: all of them."""
+        ...
+
+    async def message_source(self, message_id: int) -> bytes | Path:
+        """The message's bytes (small, stored inline) or the path of its file, to stream.
+        ``NotFound`` if it is gone."""
+        ...
+
+
 class Lease(Protocol):
     """A lock held until ``release`` (or until the holder's process dies)."""
 
@@ -485,5 +623,7 @@ class Store(Protocol):
     def changes(self) -> ChangeFeed: ...
     @property
     def locks(self) -> Locks: ...
+    @property
+    def queue(self) -> Queue: ...
 
     async def close(self) -> None: ...

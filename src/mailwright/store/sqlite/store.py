@@ -41,6 +41,8 @@ from mailwright.store.api import (
     FlagResult,
     Lease,
     MailboxInfo,
+    MailEvent,
+    Outbound,
     Placement,
     RecipientLookup,
     Target,
@@ -64,6 +66,12 @@ from mailwright.store.feed import LocalChangeFeed, PeerRelay
 from mailwright.store.sqlite.blob import INLINE_MAX, SqliteBlobWriter
 from mailwright.store.sqlite.db import Readers, Writer
 from mailwright.store.sqlite.lease import FileLease
+from mailwright.store.sqlite.queue import (
+    SqliteQueue,
+    insert_events,
+    insert_queue,
+    release_message,
+)
 
 DB_NAME = "mailwright.db"
 BLOB_DIR = "blobs"
@@ -141,8 +149,9 @@ _PLACEMENT_SELECT = (
 )
 
 
-class SqliteStore:
-    """Implements ``store.api.Store`` (accounts, mailboxes, messages, changes) on SQLite."""
+class SqliteStore(SqliteQueue):
+    """Implements ``store.api.Store`` (accounts, mailboxes, messages, changes, queue) on
+    SQLite."""
 
     def __init__(
         self,
@@ -170,6 +179,7 @@ class SqliteStore:
         self.messages = self
         self.changes = self._feed
         self.locks = self
+        self.queue = self
         self._lock_dir = data_dir / LOCK_DIR
         self._lock_dir.mkdir(exist_ok=True)
         if sweep:
@@ -625,11 +635,19 @@ class SqliteStore:
             (self._blob_root / blob.final_path).unlink(missing_ok=True)
 
     async def deliver(
-        self, blob: BlobWriter, queue_id: str, received_at: int, targets: Sequence[Target]
+        self,
+        blob: BlobWriter,
+        queue_id: str,
+        received_at: int,
+        targets: Sequence[Target],
+        *,
+        outbound: Outbound | None = None,
+        events: Sequence[MailEvent] = (),
     ) -> DeliveryResult:
         if not isinstance(blob, SqliteBlobWriter):
             raise StoreError("blob from another store")
-        if not targets:
+        remote = outbound if outbound is not None and outbound.recipients else None
+        if not targets and remote is None:
             blob.abort()
             return DeliveryResult([])
         try:
@@ -640,12 +658,12 @@ class SqliteStore:
         _, inline = await self._finish_blob(blob, queue_id)
         blob_path, size = blob.final_path, blob.size
 
-        def job(c: sqlite3.Connection) -> tuple[list[Delivered], list[Target], list[Change]]:
+        def job(c: sqlite3.Connection) -> tuple[list[Delivered], list[Target], list[Change], int]:
             message_id = _next_id(c, "message_id")
             c.execute(
                 "INSERT INTO messages(id, queue_id, size, received_at, body, blob_path, refcount)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (message_id, queue_id, size, received_at, inline, blob_path, len(targets)),
+                " VALUES (?, ?, ?, ?, ?, ?, 0)",
+                (message_id, queue_id, size, received_at, inline, blob_path),
             )
             delivered: list[Delivered] = []
             over: list[Target] = []
@@ -671,19 +689,24 @@ class SqliteStore:
                 )
                 delivered.append(Delivered(t.account_id, name, uid, modseq))
                 changes.append(Change(t.account_id, box, modseq, "append", (uid,)))
-            if not delivered:
+            queued = 0
+            if remote is not None:
+                queued = insert_queue(c, message_id, queue_id, received_at, remote)
+            if not delivered and not queued:
                 raise QuotaExceeded("every recipient's mailbox is over quota")
-            if over:
-                c.execute("UPDATE messages SET refcount=? WHERE id=?", (len(delivered), message_id))
-            return delivered, over, changes
+            c.execute(
+                "UPDATE messages SET refcount=? WHERE id=?", (len(delivered) + queued, message_id)
+            )
+            insert_events(c, events)
+            return delivered, over, changes, queued
 
         try:
-            delivered, over, changes = await self._writer.run(job)
+            delivered, over, changes, queued = await self._writer.run(job)
         except Exception:
             self._forget_blob(blob)
             raise
         self._publish(changes)
-        return DeliveryResult(delivered, over)
+        return DeliveryResult(delivered, over, queued)
 
     async def append(
         self,
@@ -1205,17 +1228,8 @@ def _drop(
             "INSERT OR REPLACE INTO expunged(mailbox_id, uid, modseq) VALUES (?, ?, ?)",
             [(mailbox_id, r[0], modseq) for r in rows],
         )
-    orphaned: list[str] = []
-    for message_id, n in collections.Counter(r[1] for r in rows).items():
-        left, path = c.execute(
-            "UPDATE messages SET refcount=refcount-? WHERE id=? RETURNING refcount, blob_path",
-            (n, message_id),
-        ).fetchone()
-        if left <= 0:
-            c.execute("DELETE FROM messages WHERE id=?", (message_id,))
-            if path:
-                orphaned.append(path)
-    return orphaned
+    counts = collections.Counter(r[1] for r in rows)
+    return [p for m, n in counts.items() if (p := release_message(c, m, n)) is not None]
 
 
 def open_store(data_dir: Path | str) -> SqliteStore:
