@@ -3,17 +3,28 @@
 (a) it never raises, whatever bytes arrive in whatever pieces;
 (b) the events, the data and the reply bytes do not depend on how input is split;
 (c) a body sent dot-stuffed through DATA comes back exactly.
+
+Half the limits enable AUTH (RFC 4954) and the DSN parameters (RFC 3461), answered by the
+helpers' pretend SASL server, so SASL exchanges are played under any chunking too.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mailwright.proto.smtp.events import Closed, DataChunk, EndOfData, Event
-from mailwright.proto.smtp.server import Limits, ServerConnection
+from mailwright.proto.smtp.server import (
+    AUTH_MAIL_PARAM,
+    BASE_MAIL_PARAMS,
+    DSN_MAIL_PARAMS,
+    DSN_RCPT_PARAMS,
+    Limits,
+    ServerConnection,
+)
 from tests.unit.proto.smtp.helpers import (
     ENVELOPE,
     GREET,
@@ -50,6 +61,20 @@ FRAGMENTS = [
     b"HELP\r\n",
     b"QUIT\r\n",
     b"EXPN x\r\n",
+    b"AUTH PLAIN\r\n",
+    b"AUTH PLAIN AHUAcA==\r\n",
+    b"AUTH LOGIN\r\n",
+    b"AUTH LOGIN dQ==\r\n",
+    b"AUTH CRAM-MD5\r\n",
+    b"AUTH PLAIN !\r\n",
+    b"AHUAcA==\r\n",
+    b"dQ==\r\n",
+    b"cA==\r\n",
+    b"*\r\n",
+    b"MAIL FROM:<> RET=hdrs ENVID=a+2Bb AUTH=<>\r\n",
+    b"MAIL FROM:<a@b.example> AUTH=a+0D\r\n",
+    b"RCPT TO:<c@d.example> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;c@d.example\r\n",
+    b"RCPT TO:<c@d.example> NOTIFY=NEVER,DELAY\r\n",
     b"\r\n.\r\n",
     b".\r\n",
     b"..\r\n",
@@ -71,16 +96,43 @@ fragments = st.lists(
     st.one_of(st.sampled_from(FRAGMENTS), st.binary(max_size=12)), max_size=40
 ).map(b"".join)
 # Most of the interest is inside a transaction: start there often.
-starts = st.sampled_from([b"", GREET, ENVELOPE, START_DATA, START_DATA, ENVELOPE + b"BDAT 20\r\n"])
+starts = st.sampled_from(
+    [
+        b"",
+        GREET,
+        ENVELOPE,
+        START_DATA,
+        START_DATA,
+        ENVELOPE + b"BDAT 20\r\n",
+        GREET + b"AUTH LOGIN\r\n",
+        GREET + b"AUTH LOGIN\r\ndQ==\r\n",
+    ]
+)
 inputs = st.one_of(
     st.tuples(starts, fragments).map(b"".join),
     st.tuples(starts, st.binary(max_size=300)).map(b"".join),
 )
+
+
+def auth_on(limits: Limits) -> Limits:
+    """``limits`` with AUTH and every parameter the machine checks enabled."""
+    return dataclasses.replace(
+        limits,
+        auth=True,
+        mail_params=BASE_MAIL_PARAMS | DSN_MAIL_PARAMS | {AUTH_MAIL_PARAM},
+        rcpt_params=DSN_RCPT_PARAMS,
+    )
+
+
 LIMITS = [
     Limits(),
     Limits(normalize_bare_lf=True),
     Limits(max_line=64, max_message_size=200, max_data_line=40, max_errors=8),
     Limits(max_line=64, max_message_size=200, max_data_line=40, normalize_bare_lf=True),
+    auth_on(Limits()),
+    auth_on(Limits(normalize_bare_lf=True)),
+    auth_on(Limits(max_line=64, max_auth_line=20, max_errors=8)),
+    auth_on(Limits(max_line=32, max_auth_line=64, normalize_bare_lf=True)),
 ]
 limits_st = st.sampled_from(LIMITS)
 
@@ -134,6 +186,7 @@ def test_same_result_under_any_chunking(data: bytes, cuts: list[int], limits: Li
         assert out == out_whole
         assert conn.discarded_plaintext == conn_whole.discarded_plaintext
         assert conn.error_count == conn_whole.error_count
+        assert conn.authenticated == conn_whole.authenticated
 
 
 line_text = st.binary(max_size=80).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b""))

@@ -96,6 +96,30 @@ class StartTls:
 
 
 @dataclass(frozen=True, slots=True)
+class Auth:
+    """AUTH (RFC 4954 §4). ``mechanism`` is upper-cased; ``initial`` is the initial
+    response as sent (base64 characters, or "=" for an empty one), not decoded.
+
+    Answer 334 with a challenge to read one more line (an ``AuthResponse``), 235 when
+    the client is authenticated, or a refusal.
+    """
+
+    mechanism: str
+    initial: str | None = field(default=None, repr=False)  # credentials: kept out of logs
+
+
+@dataclass(frozen=True, slots=True)
+class AuthResponse:
+    """One client line of a SASL exchange, after a 334 (RFC 4954 §4), without its CRLF.
+
+    Not decoded and not checked for base64: "*" (the client cancels) comes as it is.
+    Answered like ``Auth``.
+    """
+
+    data: str = field(repr=False)  # credentials: kept out of logs
+
+
+@dataclass(frozen=True, slots=True)
 class Invalid:
     """The machine refused a line itself (syntax, sequence, limits): send ``reply``."""
 
@@ -116,6 +140,18 @@ NEED_DATA = NeedData()
 CLOSED = Closed()
 
 Command = (
-    Ehlo | Helo | MailFrom | RcptTo | Data | Bdat | Rset | Noop | Quit | Help | Vrfy | StartTls
+    Ehlo
+    | Helo
+    | MailFrom
+    | RcptTo
+    | Data
+    | Bdat
+    | Rset
+    | Noop
+    | Quit
+    | Help
+    | Vrfy
+    | StartTls
+    | Auth
 )
-Event = Command | DataChunk | EndOfData | Invalid | NeedData | Closed
+Event = Command | AuthResponse | DataChunk | EndOfData | Invalid | NeedData | Closed

@@ -42,3 +42,34 @@ RELAY_DENIED = Reply(550, "5.7.1", "Relay access denied")
 UNKNOWN_USER = Reply(550, "5.1.1", "Recipient address rejected: user unknown")
 MAILBOX_FULL = Reply(552, "5.2.2", "Mailbox full")
 TLS_REQUIRED = Reply(530, "5.7.0", "Must issue a STARTTLS command first")
+
+# AUTH (RFC 4954 §4 and §6); the 5.5.2 ones are the machine's own, for a response line it
+# cannot pass on (§4: a response that cannot be decoded gets 501 5.5.2).
+AUTH_OK = Reply(235, "2.7.0", "Authentication successful")
+AUTH_SYNTAX = Reply(501, "5.5.4", "Syntax: AUTH mechanism [initial-response]")
+AUTH_CANCELLED = Reply(501, "5.0.0", "Authentication cancelled")
+AUTH_UNDECODABLE = Reply(501, "5.5.2", "Cannot decode authentication response")
+AUTH_LINE_TOO_LONG = Reply(500, "5.5.6", "Authentication exchange line too long")
+AUTH_BARE_NEWLINE = Reply(
+    501, "5.5.2", "Bad line ending: authentication responses must end with <CR><LF>"
+)
+AUTH_NUL = Reply(501, "5.5.2", "NUL character in authentication response")
+AUTH_EIGHT_BIT = Reply(501, "5.5.2", "Non-ASCII characters in authentication response")
+AUTH_MECHANISM_UNKNOWN = Reply(504, "5.5.4", "Unrecognized authentication type")
+AUTH_INVALID = Reply(535, "5.7.8", "Authentication credentials invalid")
+AUTH_REQUIRED = Reply(530, "5.7.0", "Authentication required")
+AUTH_ENCRYPTION_REQUIRED = Reply(
+    538, "5.7.11", "Encryption required for requested authentication mechanism"
+)
+AUTH_TEMPORARY = Reply(454, "4.7.0", "Temporary authentication failure")
+
+# ESMTP parameter values the machine checks (RFC 4954 §5, RFC 3461 §4).
+BAD_AUTH_PARAM = Reply(501, "5.5.4", "Bad AUTH parameter: <> or xtext expected")
+BAD_RET_PARAM = Reply(501, "5.5.4", "Bad RET parameter: FULL or HDRS expected")
+BAD_ENVID_PARAM = Reply(
+    501, "5.5.4", "Bad ENVID parameter: printable xtext of at most 100 characters expected"
+)
+BAD_NOTIFY_PARAM = Reply(
+    501, "5.5.4", "Bad NOTIFY parameter: NEVER, or one or more of SUCCESS,FAILURE,DELAY"
+)
+BAD_ORCPT_PARAM = Reply(501, "5.5.4", "Bad ORCPT parameter: addr-type;xtext expected")

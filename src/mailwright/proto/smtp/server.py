@@ -6,7 +6,10 @@ next event. ``receive_data(b"")`` means the peer closed.
 
 Invariants:
 - the receive buffer never holds more than ``max_line`` + one read of bytes in command
-  mode, nor more than ``max_data_line_chunk`` + one read in DATA mode;
+  mode, ``max_auth_line`` + one read in a SASL exchange, nor more than
+  ``max_data_line_chunk`` + one read in DATA mode;
+- a line after a 334 is a SASL response, never a command (RFC 4954 §4); which of the
+  two the next line is gets decided only when the reply before it is sent;
 - only CRLF.CRLF ends DATA (RFC 5321 §4.1.1.4); a bare CR or LF never ends a command
   or DATA, and never turns one transaction into two;
 - after STARTTLS is answered 220, bytes already buffered are discarded (RFC 3207 §4.2).
@@ -15,6 +18,7 @@ Invariants:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from mailwright.core.address import AddressError, parse_path
@@ -24,6 +28,8 @@ from mailwright.proto.smtp import replies
 from mailwright.proto.smtp.events import (
     CLOSED,
     NEED_DATA,
+    Auth,
+    AuthResponse,
     Bdat,
     Data,
     DataChunk,
@@ -41,7 +47,14 @@ from mailwright.proto.smtp.events import (
     StartTls,
     Vrfy,
 )
-from mailwright.proto.smtp.state import State, Verb, after_reply, check
+from mailwright.proto.smtp.state import State, Verb, after_reply, authenticates, check
+
+# ESMTP parameter names, for the driver to combine into ``Limits.mail_params`` and
+# ``Limits.rcpt_params``: e.g. ``BASE_MAIL_PARAMS | DSN_MAIL_PARAMS | {AUTH_MAIL_PARAM}``.
+BASE_MAIL_PARAMS = frozenset({"SIZE", "BODY", "SMTPUTF8"})  # RFC 1870, 6152, 6531
+DSN_MAIL_PARAMS = frozenset({"RET", "ENVID"})  # RFC 3461 §4.3, §4.4
+DSN_RCPT_PARAMS = frozenset({"NOTIFY", "ORCPT"})  # RFC 3461 §4.1, §4.2
+AUTH_MAIL_PARAM = "AUTH"  # RFC 4954 §5
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,14 +66,50 @@ class Limits:
     max_data_line: int = 1024 * 1024  # longer text lines are stored intact up to this
     max_errors: int = 20  # then 421 and close
     normalize_bare_lf: bool = False  # Postfix's smtpd_forbid_bare_newline = normalize
-    mail_params: frozenset[str] = frozenset({"SIZE", "BODY", "SMTPUTF8"})
+    mail_params: frozenset[str] = BASE_MAIL_PARAMS
     rcpt_params: frozenset[str] = frozenset()
+    auth: bool = False  # RFC 4954 AUTH; off (502 not implemented) for the port-25 role
+    # RFC 4954 §4: a server must take SASL response lines of 12288 octets (CRLF included
+    # here, as in ``max_line``); the AUTH command line itself stays within ``max_line``.
+    max_auth_line: int = 12288
+
+
+@dataclass(frozen=True, slots=True)
+class _LineRefusals:
+    """What a line that cannot be read gets, in command mode and in a SASL exchange."""
+
+    too_long: Reply
+    bare_newline: Reply
+    nul: Reply
+
+
+_COMMAND_LINE = _LineRefusals(
+    replies.LINE_TOO_LONG, replies.BARE_NEWLINE_COMMAND, replies.NUL_IN_COMMAND
+)
+_AUTH_LINE = _LineRefusals(replies.AUTH_LINE_TOO_LONG, replies.AUTH_BARE_NEWLINE, replies.AUTH_NUL)
 
 
 _DATA_SPILL = 64 * 1024  # a partial DATA line longer than this is passed on in pieces
 _VERBS = {v.value: v for v in Verb if v is not Verb.END_OF_DATA}
 _NOT_IMPLEMENTED = {"EXPN", "TURN", "ETRN", "ATRN", "SEND", "SOML", "SAML", "AUTH", "XCLIENT"}
 _PARAM = re.compile(r"([A-Za-z0-9][A-Za-z0-9-]*)(?:=([\x21-\x3c\x3e-\x7e\u0080-\U0010ffff]+))?")
+# RFC 4422 §3.1: a mechanism name is 1 to 20 of A-Z, 0-9, "-", "_" (taken in any case
+# and upper-cased). RFC 4954 §4: the initial response is base64, or "=" for an empty one;
+# only the characters are checked here, decoding is the driver's.
+_AUTH_ARG = re.compile(r"([A-Za-z0-9_-]{1,20})(?: +([A-Za-z0-9+/=]+))?")
+# RFC 3461 §4 xtext: xchar is 0x21-0x7E except "+" and "="; "+" is followed by two
+# upper-case hex digits. The machine never decodes it, but checks what the octets would
+# be: a control character (CR, LF, NUL among them) is refused wherever it would land.
+_XCHAR = r"[\x21-\x2a\x2c-\x3c\x3e-\x7e]"
+_XPRINTABLE = r"\+(?:[2-6][0-9A-F]|7[0-9A-E])"  # an escaped octet 0x20-0x7E
+_XEIGHT_BIT = r"\+[89A-F][0-9A-F]"
+# RFC 3461 §4.2, §4.4: ORCPT's address and ENVID are printable US-ASCII once decoded.
+_XTEXT_PRINTABLE = re.compile(rf"(?:{_XCHAR}|{_XPRINTABLE})+")
+# RFC 4954 §5: AUTH=<mailbox>; a UTF-8 mailbox arrives as escaped 8-bit octets.
+_XTEXT_MAILBOX = re.compile(rf"(?:{_XCHAR}|{_XPRINTABLE}|{_XEIGHT_BIT})+")
+_ORCPT = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+;(.+)")  # RFC 3461 §4.2: atom ";" xtext
+_ENVID_MAX = 100  # RFC 3461 §4.4, counted once decoded
+_NOTIFY_WHEN = frozenset({"SUCCESS", "FAILURE", "DELAY"})
 # a dot line with a bare LF on either side ("\n.\n", "\n.\r\n", "\r\n.\n"); starts at the LF
 _BARE_DOT_LINE = re.compile(rb"(?<!\r)\n\.\r?\n|(?<=\r)\n\.\n")
 _BARE_LF = re.compile(rb"(?<!\r)\n")
@@ -84,6 +133,7 @@ class ServerConnection:
         self._eof = False
         self._pending: Verb | None = None  # the command awaiting our reply
         self._smtputf8 = False
+        self._authenticated = False
         self._discarding_line = False
         # DATA / BDAT reading
         self._tail = b"\r\n"  # the last two raw DATA bytes read (CRLF at the start)
@@ -122,6 +172,8 @@ class ServerConnection:
             event = self._next_bdat()
         elif self.state is State.TLS:
             event = NEED_DATA  # the peer may still hang up during the handshake
+        elif self.state is State.AUTH:
+            event = self._next_auth_response()
         else:
             event = self._next_command()
         if event is NEED_DATA and self._eof:
@@ -144,6 +196,8 @@ class ServerConnection:
                 self.state = State.CLOSED
         else:
             self.state = after_reply(self.state, verb, reply)
+        if authenticates(verb, reply):
+            self._authenticated = True
         if self.state is State.DATA:
             self._start_data()
         if self.state is State.TLS:
@@ -169,6 +223,13 @@ class ServerConnection:
             raise LocalProtocolError("tls_started() without STARTTLS")
         self.state = State.CONNECTED
         self._smtputf8 = False
+        self._authenticated = False
+
+    @property
+    def authenticated(self) -> bool:
+        """A 235 was sent to AUTH. Kept across RSET and EHLO (as Postfix does); a TLS
+        handshake ends it (RFC 3207 §4.2)."""
+        return self._authenticated
 
     @property
     def should_delay(self) -> bool:
@@ -181,30 +242,53 @@ class ServerConnection:
 
     # -- commands ------------------------------------------------------------
 
+    def _take_line(self, limit: int, refusals: _LineRefusals) -> bytes | Reply | None:
+        """The next line without its CRLF, the refusal for a line that cannot be read,
+        or None while the line is incomplete. Lines over ``limit`` are dropped as they
+        arrive, so the buffer stays bounded."""
+        nl = self._buf.find(b"\n")
+        if nl < 0:
+            if len(self._buf) > limit:
+                # keep the tail CR: it may pair with the next LF
+                self._discarding_line = True
+                del self._buf[:-1]
+            return None
+        raw = bytes(self._buf[: nl + 1])
+        del self._buf[: nl + 1]
+        if self._discarding_line or len(raw) > limit:
+            self._discarding_line = False
+            return refusals.too_long
+        if not raw.endswith(b"\r\n"):
+            if not self.limits.normalize_bare_lf:
+                return refusals.bare_newline
+            raw = raw[:-1] + b"\r\n"
+        line = raw[:-2]
+        if b"\r" in line:
+            return refusals.bare_newline
+        if b"\0" in line:
+            return refusals.nul
+        return line
+
     def _next_command(self) -> Event:
-        while True:
-            nl = self._buf.find(b"\n")
-            if nl < 0:
-                if len(self._buf) > self.limits.max_line:
-                    # keep the tail CR: it may pair with the next LF
-                    self._discarding_line = True
-                    del self._buf[:-1]
-                return NEED_DATA
-            raw = bytes(self._buf[: nl + 1])
-            del self._buf[: nl + 1]
-            if self._discarding_line or len(raw) > self.limits.max_line:
-                self._discarding_line = False
-                return self._refuse(replies.LINE_TOO_LONG)
-            if not raw.endswith(b"\r\n"):
-                if not self.limits.normalize_bare_lf:
-                    return self._refuse(replies.BARE_NEWLINE_COMMAND)
-                raw = raw[:-1] + b"\r\n"
-            line = raw[:-2]
-            if b"\r" in line:
-                return self._refuse(replies.BARE_NEWLINE_COMMAND)
-            if b"\0" in line:
-                return self._refuse(replies.NUL_IN_COMMAND)
-            return self._parse_command(line)
+        line = self._take_line(self.limits.max_line, _COMMAND_LINE)
+        if line is None:
+            return NEED_DATA
+        if isinstance(line, Reply):
+            return self._refuse(line)
+        return self._parse_command(line)
+
+    def _next_auth_response(self) -> Event:
+        """A line after 334 (RFC 4954 §4). A refusal ends the exchange: the pending verb
+        is AUTH, so the machine goes back to GREETED when it is sent."""
+        line = self._take_line(self.limits.max_auth_line, _AUTH_LINE)
+        if line is None:
+            return NEED_DATA
+        if isinstance(line, Reply):
+            return self._refuse(line, Verb.AUTH)
+        if not line.isascii():
+            return self._refuse(replies.AUTH_EIGHT_BIT, Verb.AUTH)
+        self._pending = Verb.AUTH
+        return AuthResponse(line.decode("ascii"))
 
     def _refuse(self, reply: Reply, verb: Verb = Verb.NOOP) -> Invalid:
         self._pending = verb
@@ -219,13 +303,15 @@ class ServerConnection:
         name = word.upper()
         # Only an ASCII word names a command: "MA\u0131L".upper() == "MAIL".
         verb = _VERBS.get(name) if word.isascii() else None
+        if verb is Verb.AUTH and not self.limits.auth:
+            verb = None  # answered as not implemented, below
         if verb is None:
             if name in _NOT_IMPLEMENTED:
                 return self._refuse(replies.NOT_IMPLEMENTED)
             return self._refuse(replies.SYNTAX_ERROR)
         if not text.isascii() and verb not in (Verb.MAIL, Verb.RCPT, Verb.VRFY):
             return self._refuse(replies.EIGHT_BIT_COMMAND)
-        refusal = check(self.state, verb)
+        refusal = check(self.state, verb, authenticated=self._authenticated)
         if refusal is not None:
             if verb is Verb.BDAT:
                 return self._refuse_bdat(arg, refusal)
@@ -259,6 +345,11 @@ class ServerConnection:
                 return Help(arg)
             case Verb.NOOP:
                 return Noop()  # RFC 5321 §4.1.1.9: a parameter string is ignored
+            case Verb.AUTH:
+                m = _AUTH_ARG.fullmatch(arg)
+                if m is None:
+                    return self._refuse(replies.AUTH_SYNTAX)
+                return Auth(m.group(1).upper(), m.group(2))
             case _:
                 if arg:
                     return self._refuse(
@@ -284,7 +375,11 @@ class ServerConnection:
             return self._refuse(Reply(501, "5.5.4", "Syntax error: missing >"))
         return rest[: end + 1], rest[end + 1 :].strip(" ")
 
-    def _parse_params(self, text: str, allowed: frozenset[str]) -> dict[str, str | None] | Invalid:
+    def _parse_params(
+        self, text: str, allowed: frozenset[str], checks: dict[str, _ParamCheck]
+    ) -> dict[str, str | None] | Invalid:
+        """The parameters in ``text``; those with an entry in ``checks`` have their value
+        checked and stored as the check returns it."""
         params: dict[str, str | None] = {}
         for item in text.split():
             m = _PARAM.fullmatch(item)
@@ -297,7 +392,13 @@ class ServerConnection:
                 return self._refuse(
                     replies.BAD_PARAMETER.with_text(f"Unsupported parameter: {key}")
                 )
-            params[key] = m.group(2)
+            value = m.group(2)
+            if key in checks:
+                value_check, refusal = checks[key]
+                value = value_check(value)
+                if value is None:
+                    return self._refuse(refusal)
+            params[key] = value
         return params
 
     def _parse_mail(self, arg: str) -> Event:
@@ -305,7 +406,7 @@ class ServerConnection:
         if isinstance(split, Invalid):
             return split
         path, rest = split
-        params = self._parse_params(rest, self.limits.mail_params)
+        params = self._parse_params(rest, self.limits.mail_params, _MAIL_CHECKS)
         if isinstance(params, Invalid):
             return params
         if "SMTPUTF8" in params and params["SMTPUTF8"] is not None:
@@ -330,7 +431,7 @@ class ServerConnection:
         if isinstance(split, Invalid):
             return split
         path, rest = split
-        params = self._parse_params(rest, self.limits.rcpt_params)
+        params = self._parse_params(rest, self.limits.rcpt_params, _RCPT_CHECKS)
         if isinstance(params, Invalid):
             return params
         try:
@@ -522,6 +623,66 @@ class ServerConnection:
             else:
                 piece = _BARE_LF.sub(b"\r\n", piece)
         return piece
+
+
+# -- ESMTP parameter values --------------------------------------------------------------
+# Each check returns the value to store (RET and NOTIFY upper-cased, the rest as sent,
+# xtext undecoded) or None when the value is bad. A parameter without "=" has value None.
+
+
+def _auth_param(value: str | None) -> str | None:
+    # RFC 4954 §5: AUTH=<> (identity unknown or not trusted) or an xtext mailbox.
+    if value is None or (value != "<>" and _XTEXT_MAILBOX.fullmatch(value) is None):
+        return None
+    return value
+
+
+def _ret_param(value: str | None) -> str | None:
+    # RFC 3461 §4.3: RET=FULL or RET=HDRS. isascii() first: "\u017f".upper() == "S".
+    if value is None or not value.isascii() or value.upper() not in ("FULL", "HDRS"):
+        return None
+    return value.upper()
+
+
+def _envid_param(value: str | None) -> str | None:
+    if value is None or _XTEXT_PRINTABLE.fullmatch(value) is None:
+        return None
+    # each "+XX" is one octet once decoded
+    if len(value) - 2 * value.count("+") > _ENVID_MAX:
+        return None
+    return value
+
+
+def _notify_param(value: str | None) -> str | None:
+    # RFC 3461 §4.1: NEVER alone, or a list of SUCCESS, FAILURE and DELAY.
+    if value is None or not value.isascii():
+        return None
+    upper = value.upper()
+    items = upper.split(",")
+    if len(set(items)) != len(items):
+        return None
+    if items != ["NEVER"] and not _NOTIFY_WHEN.issuperset(items):
+        return None
+    return upper
+
+
+def _orcpt_param(value: str | None) -> str | None:
+    m = _ORCPT.fullmatch(value) if value is not None else None
+    if m is None or _XTEXT_PRINTABLE.fullmatch(m.group(1)) is None:
+        return None
+    return value
+
+
+_ParamCheck = tuple[Callable[[str | None], str | None], Reply]
+_MAIL_CHECKS: dict[str, _ParamCheck] = {
+    AUTH_MAIL_PARAM: (_auth_param, replies.BAD_AUTH_PARAM),
+    "RET": (_ret_param, replies.BAD_RET_PARAM),
+    "ENVID": (_envid_param, replies.BAD_ENVID_PARAM),
+}
+_RCPT_CHECKS: dict[str, _ParamCheck] = {
+    "NOTIFY": (_notify_param, replies.BAD_NOTIFY_PARAM),
+    "ORCPT": (_orcpt_param, replies.BAD_ORCPT_PARAM),
+}
 
 
 def _path_end(rest: str) -> int:

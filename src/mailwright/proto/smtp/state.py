@@ -1,4 +1,5 @@
-"""Every SMTP sequencing rule, in one table (RFC 5321 §4.1.4, RFC 3030 §2, RFC 3207 §4).
+"""Every SMTP sequencing rule, in one table (RFC 5321 §4.1.4, RFC 3030 §2, RFC 3207 §4,
+RFC 4954 §4).
 
 Handlers never check sequence: the machine looks up (state, verb) here before it
 yields a command, and applies ``after_reply`` once the reply has been sent.
@@ -20,6 +21,7 @@ class State(enum.Enum):
     BDAT = "bdat"  # reading one BDAT chunk
     BDAT_MORE = "bdat_more"  # between BDAT chunks of one message
     TLS = "tls"  # STARTTLS answered 220; waiting for the handshake
+    AUTH = "auth"  # AUTH answered 334; the next line is a SASL response, not a command
     CLOSED = "closed"
 
 
@@ -36,6 +38,7 @@ class Verb(enum.Enum):
     HELP = "HELP"
     VRFY = "VRFY"
     STARTTLS = "STARTTLS"
+    AUTH = "AUTH"  # also the pending verb of each response line in the SASL exchange
     END_OF_DATA = "<end of data>"
 
 
@@ -50,6 +53,10 @@ _NEED_MAIL = _seq("Need MAIL before RCPT")
 _NEED_RCPT = _seq("Need RCPT before DATA")
 _IN_TX = _seq("STARTTLS not allowed during a mail transaction")
 _AFTER_BDAT = _seq("Only BDAT, RSET, NOOP or QUIT may follow BDAT")
+# RFC 4954 §4: AUTH is not permitted during a mail transaction, and after a successful
+# AUTH every further AUTH is refused with 503.
+_AUTH_IN_TX = _seq("AUTH not permitted during a mail transaction")
+_AUTHENTICATED = _seq("Already authenticated")
 
 # For each state: the verbs allowed, and the reply for each verb that is not.
 _RULES: dict[State, tuple[frozenset[Verb], dict[Verb, Reply]]] = {
@@ -61,10 +68,11 @@ _RULES: dict[State, tuple[frozenset[Verb], dict[Verb, Reply]]] = {
             Verb.DATA: _NEED_HELO,
             Verb.BDAT: _NEED_HELO,
             Verb.STARTTLS: _NEED_HELO,
+            Verb.AUTH: _NEED_HELO,
         },
     ),
     State.GREETED: (
-        frozenset(_ALWAYS | {Verb.MAIL, Verb.STARTTLS}),
+        frozenset(_ALWAYS | {Verb.MAIL, Verb.STARTTLS, Verb.AUTH}),
         {
             Verb.RCPT: _NEED_MAIL,
             Verb.DATA: _seq("Need MAIL command"),
@@ -73,24 +81,33 @@ _RULES: dict[State, tuple[frozenset[Verb], dict[Verb, Reply]]] = {
     ),
     State.MAIL: (
         frozenset(_ALWAYS | {Verb.RCPT}),
-        {Verb.MAIL: _NESTED, Verb.DATA: _NEED_RCPT, Verb.BDAT: _NEED_RCPT, Verb.STARTTLS: _IN_TX},
+        {
+            Verb.MAIL: _NESTED,
+            Verb.DATA: _NEED_RCPT,
+            Verb.BDAT: _NEED_RCPT,
+            Verb.STARTTLS: _IN_TX,
+            Verb.AUTH: _AUTH_IN_TX,
+        },
     ),
     State.RCPT: (
         frozenset(_ALWAYS | {Verb.RCPT, Verb.DATA, Verb.BDAT}),
-        {Verb.MAIL: _NESTED, Verb.STARTTLS: _IN_TX},
+        {Verb.MAIL: _NESTED, Verb.STARTTLS: _IN_TX, Verb.AUTH: _AUTH_IN_TX},
     ),
     State.BDAT_MORE: (
         frozenset({Verb.BDAT, Verb.RSET, Verb.NOOP, Verb.QUIT}),
         {},
     ),
 }
+# Once a client has authenticated, these verbs are refused wherever the table above
+# would allow them.
+_ONCE_AUTHENTICATED: dict[Verb, Reply] = {Verb.AUTH: _AUTHENTICATED}
 
 
-def check(state: State, verb: Verb) -> Reply | None:
+def check(state: State, verb: Verb, *, authenticated: bool = False) -> Reply | None:
     """None if ``verb`` may be used in ``state``; otherwise the reply that refuses it."""
     allowed, refusals = _RULES.get(state, (frozenset(), {}))
     if verb in allowed:
-        return None
+        return _ONCE_AUTHENTICATED.get(verb) if authenticated else None
     return refusals.get(
         verb, _AFTER_BDAT if state is State.BDAT_MORE else _seq("Bad sequence of commands")
     )
@@ -120,5 +137,14 @@ def after_reply(state: State, verb: Verb, reply: Reply, *, last_chunk: bool = Tr
             return State.GREETED
         case Verb.STARTTLS:
             return State.TLS if ok else state
+        case Verb.AUTH:
+            # RFC 4954 §4: 334 carries a challenge and asks for one more response line;
+            # any other reply (235, or a refusal) ends the exchange.
+            return State.AUTH if reply.code == 334 else State.GREETED
         case _:
             return state
+
+
+def authenticates(verb: Verb, reply: Reply) -> bool:
+    """Whether ``reply`` to ``verb`` completes an authentication (RFC 4954 §4: 235)."""
+    return verb is Verb.AUTH and reply.code == 235

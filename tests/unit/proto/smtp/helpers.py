@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterable
 from mailwright.core.reply import Reply
 from mailwright.proto.smtp import replies
 from mailwright.proto.smtp.events import (
+    Auth,
+    AuthResponse,
     Bdat,
     Closed,
     Data,
@@ -22,12 +24,43 @@ from mailwright.proto.smtp.server import Limits, ServerConnection
 
 Answer = Callable[[Event], Reply]
 
+# A pretend SASL server with one user "u", password "p", answering from the event alone:
+# PLAIN takes "\0u\0p" (as the initial response or after an empty challenge); LOGIN asks
+# for the user name, then the password.
+PLAIN_OK = "AHUAcA=="  # base64 of "\0u\0p"
+LOGIN_USER = "dQ=="  # base64 of "u"
+LOGIN_PASSWORD = "cA=="  # base64 of "p"
+CHALLENGE_EMPTY = Reply(334, None, "")
+CHALLENGE_USER = Reply(334, None, "VXNlcm5hbWU6")  # "Username:"
+CHALLENGE_PASSWORD = Reply(334, None, "UGFzc3dvcmQ6")  # "Password:"
+
+
+def auth_answer(event: Auth | AuthResponse) -> Reply:
+    match event:
+        case Auth(mechanism="PLAIN", initial=None):
+            return CHALLENGE_EMPTY
+        case Auth(mechanism="PLAIN", initial=initial):
+            return replies.AUTH_OK if initial == PLAIN_OK else replies.AUTH_INVALID
+        case Auth(mechanism="LOGIN", initial=initial):
+            return CHALLENGE_USER if initial is None else CHALLENGE_PASSWORD
+        case Auth():
+            return replies.AUTH_MECHANISM_UNKNOWN
+        case AuthResponse(data="*"):
+            return replies.AUTH_CANCELLED
+        case AuthResponse(data=data) if data in (PLAIN_OK, LOGIN_PASSWORD):
+            return replies.AUTH_OK
+        case AuthResponse(data=data) if data == LOGIN_USER:
+            return CHALLENGE_PASSWORD
+    return replies.AUTH_INVALID
+
 
 def generic_answer(event: Event) -> Reply:
     """A permissive driver: refusals as the machine says, 354 to DATA, 250 to the rest."""
     match event:
         case Invalid(reply=reply):
             return reply
+        case Auth() | AuthResponse():
+            return auth_answer(event)
         case EndOfData(rejected=rejected):
             return rejected or replies.OK
         case Data():
