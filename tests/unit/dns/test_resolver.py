@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
-import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar, cast
@@ -31,97 +30,40 @@ from mailwright.dns.resolver import (
     TemporaryDnsError,
     address_literal,
 )
-from tests.interop.conftest import require
+from tests.interop.dnsmasq import Dnsmasq
 
 T = TypeVar("T")
 LIMIT = 20.0  # seconds any one test's DNS work may take
 
-RECORDS = [
-    "--local=/test/",  # names under .test that are not listed here are NXDOMAIN
-    "--mx-host=a.test,mx2.a.test,20",
-    "--mx-host=a.test,mx1.a.test,10",
-    "--host-record=mx1.a.test,127.0.0.2,::2",
-    "--host-record=mx2.a.test,127.0.0.3",
-    "--mx-host=tie.test,t1.tie.test,10",
-    "--mx-host=tie.test,t2.tie.test,10",
-    "--mx-host=tie.test,t3.tie.test,10",
-    "--mx-host=tie.test,last.tie.test,50",
-    "--mx-host=null.test,.,0",
-    "--mx-host=mixed.test,.,0",
-    "--mx-host=mixed.test,real.mixed.test,10",
-    "--mx-host=dup.test,same.dup.test,20",
-    "--mx-host=dup.test,same.dup.test,10",
-    "--host-record=implicit.test,127.0.0.4",
-    "--host-record=implicit6.test,::4",
-    "--cname=alias.test,a.test",
-    "--txt-record=nohost.test,v=spf1 -all",
-]
-
-
-def free_port() -> int:
-    # The same number free for UDP and TCP (dnsmasq listens on both).
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port = int(udp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-
-
-def wait_until_answering(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 10
-    query = dns.message.make_query("a.test", "MX")
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"dnsmasq exited: {proc.stderr.read() if proc.stderr else ''!r}")
-        try:
-            dns.query.udp(query, "127.0.0.1", port=port, timeout=0.2)
-            return
-        except (dns.exception.Timeout, OSError):
-            continue
-    raise RuntimeError("dnsmasq did not answer within 10 s")
-
 
 @pytest.fixture(scope="module")
 def dnsmasq() -> Iterator[int]:
-    """A dnsmasq serving RECORDS; yields its port. Stopped by its own PID."""
-    binary = require("dnsmasq")
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            binary,
-            "--keep-in-foreground",
-            "--conf-file=/dev/null",
-            "--no-resolv",
-            "--no-hosts",
-            "--listen-address=127.0.0.1",
-            "--bind-interfaces",
-            f"--port={port}",
-            "--pid-file=",
-            "--user=root",
-            "--group=root",
-            "--log-facility=/dev/null",
-            *RECORDS,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        wait_until_answering(port, proc)
-        yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        if proc.stderr is not None:
-            proc.stderr.close()
+    """A dnsmasq serving the records below (names under .test not listed are NXDOMAIN);
+    yields its port. MX records are listed out of preference order, with ties and
+    duplicates, so that what the tests see is the resolver's own sorting."""
+    with Dnsmasq(
+        mx={
+            "a.test": [(20, "mx2.a.test"), (10, "mx1.a.test")],
+            "tie.test": [
+                (10, "t1.tie.test"),
+                (10, "t2.tie.test"),
+                (10, "t3.tie.test"),
+                (50, "last.tie.test"),
+            ],
+            "mixed.test": [(10, "real.mixed.test")],
+            "dup.test": [(20, "same.dup.test"), (10, "same.dup.test")],
+        },
+        null_mx=["null.test", "mixed.test"],
+        a={
+            "mx1.a.test": ["127.0.0.2", "::2"],
+            "mx2.a.test": "127.0.0.3",
+            "implicit.test": "127.0.0.4",
+            "implicit6.test": "::4",
+        },
+        txt={"nohost.test": "v=spf1 -all"},
+        extra_args=["--cname=alias.test,a.test"],
+    ) as server:
+        yield server.port
 
 
 def run(coro: Awaitable[T]) -> T:
