@@ -1,0 +1,284 @@
+"""DKIM signatures (RFC 6376) with RSA-SHA256 and Ed25519-SHA256 (RFC 8463), and key records.
+
+dkimpy does the canonicalization, the header hashing and the signature arithmetic; this
+module chooses what is signed and how, and makes keys and their DNS records.
+
+Invariants:
+- canonicalization is relaxed/relaxed (RFC 6376 §3.4.2, §3.4.4): signatures survive the
+  re-folding and whitespace changes relays commonly make;
+- the header fields signed are those of ``SIGNED_HEADERS`` that the message has, each as
+  many times as it occurs, plus ``from`` once more: a signed "null" instance
+  (RFC 6376 §5.4.2, §8.15), so no second From can be added without breaking the signature;
+- one signature per key; with an RSA and an Ed25519 key the message is dual-signed
+  (RFC 8463), so receivers that know only RSA still find a signature they can check;
+- a key's ``domain`` goes into d= as A-labels; whether it aligns with the From domain
+  (DMARC, RFC 7489 §3.1.1) is the caller's decision.
+
+Key forms (``DkimKey.private_key``): RSA is a 2048-bit PKCS#1 ``RSA PRIVATE KEY`` PEM
+(dkimpy's RSA signer reads only that form); Ed25519 is the 32-byte seed in base64, the
+form dkimpy's Ed25519 signer (PyNaCl) and common DKIM signers read.
+
+Memory: ``sign`` and ``verify`` take the whole message as bytes, and dkimpy copies it a
+few times while parsing and canonicalizing it; dkimpy has no way to feed the body in
+pieces. The caller bounds the size (a submission is at most the configured message size)
+and runs the call in a thread: RSA signing and these copies take milliseconds per message.
+The body is canonicalized and hashed once however many keys sign it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import dkim  # type: ignore[import-untyped]
+import nacl.signing
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from dkim.canonicalization import (  # type: ignore[import-untyped]
+    CanonicalizationPolicy,
+)
+from dkim.crypto import (  # type: ignore[import-untyped]
+    UnparsableKeyError,
+    parse_pem_private_key,
+)
+
+from mailwright.core.errors import MailwrightError
+
+Algorithm = Literal["rsa-sha256", "ed25519-sha256"]
+ALGORITHMS: tuple[Algorithm, ...] = ("rsa-sha256", "ed25519-sha256")
+
+# RFC 8301 §3.2: signers MUST use RSA keys of at least 1024 bits and SHOULD use 2048.
+RSA_BITS = 2048
+RSA_EXPONENT = 65537
+
+# What a reader sees and what changes its meaning; RFC 6376 §5.4.1 lists most of these.
+# Trace and transport fields (Received, Return-Path) are left out: relays add them.
+SIGNED_HEADERS: tuple[str, ...] = (
+    "from",
+    "to",
+    "cc",
+    "subject",
+    "date",
+    "message-id",
+    "reply-to",
+    "mime-version",
+    "content-type",
+    "content-transfer-encoding",
+    "in-reply-to",
+    "references",
+    "list-unsubscribe",
+    "list-unsubscribe-post",  # RFC 8058 §4: one-click unsubscribe MUST be signed
+)
+_RELAXED = b"relaxed/relaxed"
+_FIELD_NAME = b"DKIM-Signature"
+# RFC 6376 §3.1: a selector is one or more DNS labels.
+_SELECTOR = re.compile(
+    r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*",
+    re.ASCII | re.IGNORECASE,
+)
+_HOSTNAME = re.compile(
+    r"(?=.{1,253}\Z)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+",
+    re.ASCII,
+)
+
+
+class DkimError(MailwrightError):
+    """A key, a domain or a message that cannot be used for DKIM."""
+
+
+@dataclass(frozen=True, slots=True)
+class DkimKey:
+    """One signing key: d= ``domain`` (ASCII), s= ``selector``, a= ``algorithm``."""
+
+    domain: str
+    selector: str
+    algorithm: Algorithm
+    private_key: bytes
+
+    def __repr__(self) -> str:
+        # Keep the private key out of logs and tracebacks.
+        return f"DkimKey({self.domain!r}, {self.selector!r}, {self.algorithm!r})"
+
+
+def ascii_domain(domain: str) -> str:
+    """A host name as DKIM and DNS use it: lower case, A-labels (RFC 5890 §2.3.2.1).
+
+    Raises ``DkimError`` for anything that is not a host name of two labels or more
+    (an address literal, a bare label, a name with "/" or ".." in it).
+    """
+    name = domain.strip().rstrip(".").lower()
+    if not name.isascii():
+        try:
+            name = name.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise DkimError(f"bad domain {domain!r}") from None
+    if _HOSTNAME.fullmatch(name) is None:
+        raise DkimError(f"bad domain {domain!r}")
+    return name
+
+
+def generate_key(algorithm: Algorithm) -> bytes:
+    """A new private key in the form ``DkimKey.private_key`` takes (see the module doc)."""
+    if algorithm == "rsa-sha256":
+        key = rsa.generate_private_key(public_exponent=RSA_EXPONENT, key_size=RSA_BITS)
+        return key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,  # PKCS#1, RFC 8017 §A.1.2
+            serialization.NoEncryption(),
+        )
+    if algorithm == "ed25519-sha256":
+        seed = ed25519.Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
+        return base64.b64encode(seed)
+    raise DkimError(f"unknown DKIM algorithm {algorithm!r}")
+
+
+def _ed25519_seed(private_key: bytes) -> bytes:
+    try:
+        seed = base64.b64decode(private_key.strip(), validate=True)
+    except ValueError:
+        raise DkimError("bad Ed25519 private key: not base64") from None
+    if len(seed) != 32:
+        raise DkimError("bad Ed25519 private key: not a 32-byte seed")
+    return seed
+
+
+def dns_record(private_key: bytes, algorithm: Algorithm) -> str:
+    """The TXT record value publishing the key's public half.
+
+    RFC 6376 §3.6.1: p= is the base64 DER SubjectPublicKeyInfo for k=rsa; RFC 8463 §4.2:
+    the raw 32-byte public key for k=ed25519.
+    """
+    if algorithm == "rsa-sha256":
+        try:
+            key = serialization.load_pem_private_key(private_key, password=None)
+        except (ValueError, TypeError):
+            raise DkimError("bad RSA private key") from None
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise DkimError("bad RSA private key: not an RSA key")
+        public = key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return f"v=DKIM1; k=rsa; p={base64.b64encode(public).decode('ascii')}"
+    if algorithm == "ed25519-sha256":
+        ed_key = ed25519.Ed25519PrivateKey.from_private_bytes(_ed25519_seed(private_key))
+        public = ed_key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        return f"v=DKIM1; k=ed25519; p={base64.b64encode(public).decode('ascii')}"
+    raise DkimError(f"unknown DKIM algorithm {algorithm!r}")
+
+
+def _signing_key(key: DkimKey) -> Any:
+    """The key object dkimpy's ``gen_header`` signs with."""
+    if key.algorithm == "rsa-sha256":
+        try:
+            return parse_pem_private_key(key.private_key)
+        except (UnparsableKeyError, ValueError, IndexError):
+            raise DkimError(f"bad RSA private key for selector {key.selector}") from None
+    if key.algorithm == "ed25519-sha256":
+        return nacl.signing.SigningKey(_ed25519_seed(key.private_key))
+    raise DkimError(f"unknown DKIM algorithm {key.algorithm!r}")
+
+
+def _header_list(headers: Sequence[tuple[bytes, bytes]]) -> list[bytes]:
+    # RFC 6376 §5.4.2: a field that occurs n times is listed n times (signed bottom up);
+    # the extra "from" signs the absence of any further From.
+    counts = Counter(name.lower().rstrip() for name, _ in headers)
+    listed = [
+        n for name in SIGNED_HEADERS for n in [name.encode("ascii")] * counts[name.encode("ascii")]
+    ]
+    return [*listed, b"from"]
+
+
+def sign(message: bytes, keys: Sequence[DkimKey], *, timestamp: int | None = None) -> bytes:
+    """The DKIM-Signature header fields to prepend to ``message``, one per key.
+
+    Each field is folded and ends with CRLF; no keys gives ``b""``. ``timestamp`` is the
+    t= value (RFC 6376 §3.5), the current time when not given.
+    Raises ``DkimError`` for a bad key, a malformed header section or a missing From.
+    """
+    if not keys:
+        return b""
+    try:
+        signer = dkim.DKIM(message, linesep=b"\r\n")
+    except dkim.DKIMException as exc:
+        raise DkimError(f"cannot sign: {exc}") from None
+    headers: list[tuple[bytes, bytes]] = signer.headers
+    # RFC 6376 §5.4: the From field MUST be signed; a message without one is not signable.
+    if not any(name.lower() == b"from" for name, _ in headers):
+        raise DkimError("cannot sign: the message has no From header field")
+    include = _header_list(headers)
+    policy = CanonicalizationPolicy.from_c_value(_RELAXED)
+    # Both algorithms hash with SHA-256 over the same canonical body (RFC 8463 §3),
+    # so the body hash is computed once.
+    body_hash = base64.b64encode(hashlib.sha256(policy.canonicalize_body(signer.body)).digest())
+    when = str(int(time.time()) if timestamp is None else timestamp).encode("ascii")
+    out: list[bytes] = []
+    for key in keys:
+        try:
+            domain = ascii_domain(key.domain).encode("ascii")
+        except DkimError:
+            raise DkimError(f"cannot sign for domain {key.domain!r}") from None
+        if _SELECTOR.fullmatch(key.selector) is None:
+            raise DkimError(f"bad DKIM selector {key.selector!r}")
+        pk = _signing_key(key)
+        # dkimpy's public ``DKIM.sign`` reads the clock itself and hashes the body again
+        # for every key; ``gen_header`` is the step after both, so t= can be given and
+        # the body hash shared. i= is left out: its default is "@" + d= (RFC 6376 §3.5).
+        signer.signature_algorithm = key.algorithm.encode("ascii")
+        signer.hasher = hashlib.sha256
+        fields = [
+            (b"v", b"1"),
+            (b"a", signer.signature_algorithm),
+            (b"c", _RELAXED),
+            (b"d", domain),
+            (b"s", key.selector.lower().encode("ascii")),
+            (b"t", when),
+            (b"h", b" : ".join(include)),
+            (b"bh", body_hash),
+            # A placeholder as long as a signature, so b= folds onto lines of its own and
+            # filling it in does not move the whitespace of the tags before it.
+            (b"b", b"0" * 60),
+        ]
+        try:
+            value = signer.gen_header(fields, include, policy, _FIELD_NAME, pk)
+        except dkim.DKIMException as exc:
+            raise DkimError(f"cannot sign: {exc}") from None
+        out.append(_FIELD_NAME + b": " + value)
+    return b"".join(out)
+
+
+def verify(message: bytes, txt_lookup: Callable[[str], str | None]) -> bool:
+    """True when the message has DKIM signatures and every one of them verifies.
+
+    ``txt_lookup`` gets a key's DNS name (``selector._domainkey.domain``, no final dot)
+    and returns its TXT value, the strings concatenated (RFC 6376 §3.6.2.2), or None.
+    For tests and operators' checks; inbound verification policy is not this function.
+    """
+
+    def dnsfunc(name: bytes, timeout: float = 5) -> bytes | None:
+        try:
+            text = txt_lookup(name.decode("ascii").rstrip(".").lower())
+        except UnicodeDecodeError:
+            return None
+        return None if text is None else text.encode("ascii", "replace")
+
+    try:
+        verifier = dkim.DKIM(message)
+        count = sum(1 for name, _ in verifier.headers if name.lower() == b"dkim-signature")
+        if count == 0:
+            return False
+        return all(verifier.verify(idx=i, dnsfunc=dnsfunc) for i in range(count))
+    except (dkim.DKIMException, ValueError):
+        # A malformed signature or key record (bad base64 included) is a failed check.
+        return False
