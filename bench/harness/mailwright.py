@@ -158,6 +158,8 @@ class MailwrightInstance(ManagedInstance):
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env["MAILWRIGHT_SMTP__LISTEN"] = f'["127.0.0.1:{self.port}"]'
+        env.setdefault("MAILWRIGHT_SUBMISSION__LISTEN", "[]")
+        env.setdefault("MAILWRIGHT_SUBMISSION__LISTEN_TLS", "[]")
         # Same footing as the Postfix instance, whose per-client limits are off.
         env["MAILWRIGHT_SMTP__MAX_CONNECTIONS"] = str(self.max_connections)
         env["MAILWRIGHT_SMTP__MAX_CONNECTIONS_PER_IP"] = str(self.max_connections)

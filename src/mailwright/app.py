@@ -27,8 +27,14 @@ from pathlib import Path
 
 from mailwright.config import Config
 from mailwright.config.loader import parse_listen
+from mailwright.core.errors import ConfigError
 from mailwright.core.log import event as log_event
+from mailwright.dns.resolver import DnsResolver, Resolver, UnconfiguredResolver
+from mailwright.intake.pipeline import Pipeline
 from mailwright.intake.routing import Router
+from mailwright.intake.smtp import Relay, Submission
+from mailwright.message.dkim import DkimKey
+from mailwright.outbound.runner import Dsn, QueueRunner
 from mailwright.policy.auth import Authenticator, AuthLimits, AuthThrottle, LoginCache
 from mailwright.serve.access import AccessListener
 from mailwright.serve.imap import imap_listener
@@ -36,6 +42,7 @@ from mailwright.serve.limits import ConnectionLimiter
 from mailwright.serve.pop3 import pop3_listener
 from mailwright.serve.smtp import SmtpListener, bind
 from mailwright.serve.tls import server_context
+from mailwright.store.dkimkeys import DkimKeyStore
 from mailwright.store.sqlite import SqliteStore
 
 log = logging.getLogger("mailwright.app")
@@ -46,13 +53,23 @@ class Sockets:
     """Every listening socket, bound once (by the supervisor, before the fork)."""
 
     smtp: list[socket.socket] = field(default_factory=list)
+    submission: list[socket.socket] = field(default_factory=list)  # STARTTLS (587)
+    submissions: list[socket.socket] = field(default_factory=list)  # implicit TLS (465)
     pop3: list[socket.socket] = field(default_factory=list)  # STLS
     pop3s: list[socket.socket] = field(default_factory=list)  # implicit TLS
     imap: list[socket.socket] = field(default_factory=list)  # STARTTLS
     imaps: list[socket.socket] = field(default_factory=list)  # implicit TLS
 
     def all(self) -> list[socket.socket]:
-        return [*self.smtp, *self.pop3, *self.pop3s, *self.imap, *self.imaps]
+        return [
+            *self.smtp,
+            *self.submission,
+            *self.submissions,
+            *self.pop3,
+            *self.pop3s,
+            *self.imap,
+            *self.imaps,
+        ]
 
 
 @dataclass
@@ -113,6 +130,9 @@ class App:
         self.data_dir = Path(config.data_dir)
         self.store: SqliteStore | None = None
         self.smtp: SmtpListener | None = None
+        self.submission: SmtpListener | None = None
+        self.runner: QueueRunner | None = None
+        self.pipeline: Pipeline | None = None
         self.pop3: AccessListener | None = None
         self.imap: AccessListener | None = None
         self.addresses: dict[str, list[tuple[str, int]]] = {}
@@ -152,6 +172,23 @@ class App:
             self.config.smtp.subaddress_delimiter,
             hostname=self.config.hostname,
         )
+        keys = _KeyCache(DkimKeyStore(self.data_dir))
+        self.pipeline = pipeline = Pipeline(
+            router,
+            self.store.messages,
+            self.config.hostname,
+            dkim_keys=keys.get,
+            max_header_size=self.config.smtp.max_header_size,
+            max_mime_depth=self.config.smtp.max_mime_depth,
+        )
+        self.runner = QueueRunner(
+            queue=self.store.queue,
+            resolver=self._resolver(),
+            config=self.config,
+            notifier=self._send_dsn,
+        )
+        pipeline.on_queued = self.runner.wake
+        relay = Relay.from_config(self.config.smtp)
         self.smtp = SmtpListener(
             hostname=self.config.hostname,
             config=self.config.smtp,
@@ -159,6 +196,8 @@ class App:
             messages=self.store.messages,
             tls_context=lambda: self._tls,
             limiter=shared.smtp_limiter,
+            pipeline=pipeline,
+            relay=relay,
         )
         for sock in sockets.smtp:
             await self.smtp.listen_socket(sock)
@@ -166,6 +205,23 @@ class App:
         authenticator = Authenticator(
             self.store.accounts, shared.throttle, cache=shared.login_cache
         )
+        if sockets.submission or sockets.submissions:
+            sub = self.config.submission
+            self.submission = SmtpListener(
+                hostname=self.config.hostname,
+                config=self.config.smtp,
+                router=router,
+                messages=self.store.messages,
+                tls_context=lambda: self._tls,
+                limiter=shared.smtp_limiter,
+                pipeline=pipeline,
+                submission=Submission(authenticator, sub.allow_plaintext, sub.sign_dkim),
+                relay=relay,
+            )
+            for sock in sockets.submission:
+                await self.submission.listen_socket(sock)
+            for sock in sockets.submissions:
+                await self.submission.listen_socket(sock, implicit_tls=True)
         if sockets.pop3 or sockets.pop3s:
             self.pop3 = pop3_listener(
                 hostname=self.config.hostname,
@@ -197,6 +253,7 @@ class App:
                 await self.imap.listen_socket(sock)
             for sock in sockets.imaps:
                 await self.imap.listen_socket(sock, implicit_tls=True)
+        self.runner.start()
         self.addresses = addresses_of(sockets)
         log_event(
             log,
@@ -207,6 +264,27 @@ class App:
             pid=os.getpid(),
         )
 
+    def _resolver(self) -> Resolver:
+        dns = self.config.dns
+        try:
+            return DnsResolver(
+                dns.nameservers,
+                port=dns.port,
+                timeout=dns.timeout,
+                lifetime=dns.lifetime,
+                prefer_ipv6=dns.prefer_ipv6,
+            )
+        except ConfigError as exc:
+            log_event(log, logging.ERROR, "dns.unconfigured", error=str(exc))
+            return UnconfiguredResolver(str(exc))
+
+    async def _send_dsn(self, dsn: Dsn) -> None:
+        """A DSN from the queue goes through the pipeline like any message: into a local
+        mailbox, or back into the queue, from the null sender (RFC 3461 §6.2)."""
+        if self.pipeline is None:  # pragma: no cover - the runner starts after the pipeline
+            return
+        await self.pipeline.inject("", [dsn.to], dsn.data, submission=False, source="DSN")
+
     def request_stop(self) -> None:
         self._stop.set()
 
@@ -214,6 +292,10 @@ class App:
         for access in (self.pop3, self.imap):
             if access is not None:
                 access.close()
+        if self.runner is not None:
+            await self.runner.stop(self.config.smtp.shutdown_grace)
+        if self.submission is not None:
+            await self.submission.shutdown(self.config.smtp.shutdown_grace)
         if self.smtp is not None:
             await self.smtp.shutdown(self.config.smtp.shutdown_grace)
         if self.pop3 is not None:
@@ -241,12 +323,37 @@ class App:
             await self.stop()
 
 
+class _KeyCache:
+    """A domain's DKIM keys, read from their files at most once a minute (a key made by
+    ``mailwright domain add`` is used within that time, without a restart)."""
+
+    def __init__(self, keys: DkimKeyStore, ttl: float = 60.0) -> None:
+        self._keys = keys
+        self._ttl = ttl
+        self._cache: dict[str, tuple[float, list[DkimKey]]] = {}
+
+    def get(self, domain: str) -> list[DkimKey]:
+        now = time.monotonic()
+        hit = self._cache.get(domain)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        try:
+            found = self._keys.keys(domain)
+        except OSError as exc:
+            log_event(log, logging.ERROR, "dkim.keys_unreadable", domain=domain, error=str(exc))
+            found = []
+        self._cache[domain] = (now + self._ttl, found)
+        return found
+
+
 def bind_listeners(config: Config) -> Sockets:
     def bind_all(items: tuple[str, ...]) -> list[socket.socket]:
         return [bind(*parse_listen(item)) for item in items]
 
     return Sockets(
         smtp=bind_all(config.smtp.listen),
+        submission=bind_all(config.submission.listen),
+        submissions=bind_all(config.submission.listen_tls),
         pop3=bind_all(config.pop3.listen),
         pop3s=bind_all(config.pop3.listen_tls),
         imap=bind_all(config.imap.listen),
@@ -262,6 +369,8 @@ def address_of(sock: socket.socket) -> tuple[str, int]:
 def addresses_of(sockets: Sockets) -> dict[str, list[tuple[str, int]]]:
     return {
         "smtp": [address_of(s) for s in sockets.smtp],
+        "submission": [address_of(s) for s in sockets.submission],
+        "submissions": [address_of(s) for s in sockets.submissions],
         "pop3": [address_of(s) for s in sockets.pop3],
         "pop3s": [address_of(s) for s in sockets.pop3s],
         "imap": [address_of(s) for s in sockets.imap],
@@ -271,6 +380,8 @@ def addresses_of(sockets: Sockets) -> dict[str, list[tuple[str, int]]]:
 
 _BANNER_NAMES = {
     "smtp": "SMTP (inbound, STARTTLS)",
+    "submission": "Submission (STARTTLS)",
+    "submissions": "Submissions (implicit TLS)",
     "pop3": "POP3 (STLS)",
     "pop3s": "POP3S (implicit TLS)",
     "imap": "IMAP (STARTTLS)",

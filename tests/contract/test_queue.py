@@ -235,3 +235,10 @@ async def test_local_expunge_leaves_the_queued_copy(store: Store, backend: Backe
     await store.messages.expunge(box, [1])
     (entry,) = await store.queue.list_queue()
     assert await store.queue.message_source(entry.message_id) == data
+
+
+async def test_a_restart_lifts_the_leases_of_the_dead(store: Store, backend: Backend) -> None:
+    await submit(store, message(1), [], outbound("a@remote.test"))
+    await store.queue.claim(RECEIVED_AT, 10, 3600)
+    store = await backend.reopen(store)  # the serving process's startup: crash recovery
+    assert len(await store.queue.claim(RECEIVED_AT, 10, 60)) == 1

@@ -19,6 +19,7 @@ from pathlib import Path
 BANNER = re.compile(r"SMTP \(inbound, STARTTLS\)\s+(\S+):(\d+)")
 POP3_BANNER = re.compile(r"(POP3S?) \((?:STLS|implicit TLS)\)\s+(\S+):(\d+)")
 IMAP_BANNER = re.compile(r"(IMAPS?) \((?:STARTTLS|implicit TLS)\)\s+(\S+):(\d+)")
+SUBMISSION_BANNER = re.compile(r"(Submissions?) \((?:STARTTLS|implicit TLS)\)\s+(\S+):(\d+)")
 STARTUP_TIMEOUT = 30.0
 
 
@@ -45,6 +46,8 @@ class Server:
     pop3s_port: int = 0
     imap_port: int = 0
     imaps_port: int = 0
+    submission_port: int = 0
+    submissions_port: int = 0
     log_path: Path | None = None
 
     @property
@@ -79,6 +82,13 @@ class Server:
         env["MAILWRIGHT_POP3__LISTEN_TLS"] = '["127.0.0.1:0"]'
         env["MAILWRIGHT_IMAP__LISTEN"] = '["127.0.0.1:0"]'
         env["MAILWRIGHT_IMAP__LISTEN_TLS"] = '["127.0.0.1:0"]'
+        env["MAILWRIGHT_SUBMISSION__LISTEN"] = '["127.0.0.1:0"]'
+        env["MAILWRIGHT_SUBMISSION__LISTEN_TLS"] = '["127.0.0.1:0"]'
+        # No test reaches real DNS: a port where nothing answers fails every lookup fast
+        # (remote mail stays queued); outbound tests point this at their own dnsmasq.
+        env["MAILWRIGHT_DNS__NAMESERVERS"] = '["127.0.0.1"]'
+        env["MAILWRIGHT_DNS__PORT"] = "9"
+        env["MAILWRIGHT_DNS__LIFETIME"] = "2"
         env.update(self.env_overrides)
         self.log_path = self.data_dir / "server.log"
         with open(self.log_path, "a") as log:
@@ -119,6 +129,13 @@ class Server:
                     self.imaps_port = port
                 else:
                     self.imap_port = port
+            m = SUBMISSION_BANNER.search(line)
+            if m:
+                port = int(m.group(3))
+                if m.group(1) == "Submissions":
+                    self.submissions_port = port
+                else:
+                    self.submission_port = port
             if line.startswith("Stop with"):
                 return self
         raise RuntimeError("server did not start")

@@ -17,16 +17,15 @@ Invariants:
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 from dataclasses import dataclass
 from typing import Literal
 
 from mailwright.access.channel import Channel
-from mailwright.access.sasl import Outcome, SaslExchange
 from mailwright.config import Pop3Config
 from mailwright.core.log import event as log_event
-from mailwright.policy.auth import Authenticator
+from mailwright.policy.auth import Authenticator, plaintext_allowed
+from mailwright.policy.sasl import Outcome, SaslExchange
 from mailwright.proto.pop3 import events as ev
 from mailwright.proto.pop3 import replies
 from mailwright.proto.pop3.replies import Continuation, Pop3Reply, Response
@@ -47,15 +46,6 @@ class _Message:
     message_id: int
     size: int
     deleted: bool = False
-
-
-def plaintext_allowed(policy: str, ip: str) -> bool:
-    if policy == "always":
-        return True
-    if policy == "loopback":
-        with contextlib.suppress(ValueError):
-            return ipaddress.ip_address(ip).is_loopback
-    return False
 
 
 class Pop3Session:

@@ -11,7 +11,7 @@ import secrets
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from mailwright import __version__
 from mailwright.config import ENV_CONFIG, Config, load_config
@@ -21,6 +21,9 @@ from mailwright.core.log import configure as configure_logging
 from mailwright.policy.password import hash_password
 from mailwright.store.errors import NotFound
 from mailwright.store.sqlite import SqliteStore
+
+if TYPE_CHECKING:  # dkimpy is imported only by the commands that sign or print keys
+    from mailwright.message.dkim import DkimKey
 
 T = TypeVar("T")
 CONFIG_NAME = "mailwright.toml"
@@ -39,6 +42,19 @@ listen = ["127.0.0.1:2525"]
 max_message_size = 26214400
 max_recipients = 1000
 bare_lf = "reject"      # or "normalize"
+
+[submission]            # mail clients and applications send here (RFC 6409): AUTH first
+listen = ["127.0.0.1:2587"]       # STARTTLS (the port-587 role)
+listen_tls = ["127.0.0.1:2465"]   # implicit TLS (the port-465 role)
+allow_plaintext = "loopback"      # AUTH without TLS: "never", "loopback", "always"
+
+[queue]                 # delivery to other servers: retries, then a bounce
+retry_schedule = [60, 300, 900, 1800, 3600]   # seconds; the last repeats
+max_age = 432000        # 5 days, then the message bounces
+delay_warning = 14400   # a "delayed" notice to the sender after 4 hours
+
+[dns]                   # for delivery by MX; empty: the system's resolvers
+nameservers = []
 
 [pop3]                  # POP3 download (RFC 1939)
 listen = ["127.0.0.1:2110"]       # STLS offered (the port-110 role)
@@ -172,8 +188,10 @@ def cmd_init(args: argparse.Namespace) -> int:
         return password
 
     password = _run(_with_store(config, setup))
+    keys = _create_dkim_keys(data_dir, domain)
     print(f"Initialised {data_dir} for domain {domain} (hostname {hostname})")
     print(f"Config: {config_file}")
+    _print_dkim_hint(domain, keys)
     if password is not None:
         (data_dir / DEMO_PASSWORD_FILE).write_text(f"demo@{domain} {password}\n")
         os.chmod(data_dir / DEMO_PASSWORD_FILE, 0o600)
@@ -201,21 +219,122 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _create_dkim_keys(data_dir: Path, domain: str) -> list[DkimKey]:
+    from mailwright.store.dkimkeys import DkimKeyStore
+
+    if domain.startswith("["):
+        return []  # an address literal has no DNS name to publish keys under
+    return DkimKeyStore(data_dir).create(domain)
+
+
+def _print_dkim_hint(domain: str, keys: Sequence[DkimKey]) -> None:
+    if keys:
+        names = ", ".join(f"{k.selector} ({k.algorithm})" for k in keys)
+        print(f"DKIM keys: {names}")
+        print(f"Publish the DNS records it needs: mailwright dns {domain}")
+
+
 def cmd_domain(args: argparse.Namespace) -> int:
+    from mailwright.store.dkimkeys import DkimKeyStore
+
     config = _load(args)
+    data_dir = Path(config.data_dir)
 
     async def go(store: SqliteStore) -> None:
         if args.action == "add":
-            await store.add_domain(_domain(args.name))
-            print(f"added domain {_domain(args.name)}")
+            domain = _domain(args.name)
+            await store.add_domain(domain)
+            keys = await asyncio.to_thread(_create_dkim_keys, data_dir, domain)
+            print(f"added domain {domain}")
+            _print_dkim_hint(domain, keys)
         elif args.action == "remove":
-            await store.remove_domain(_domain(args.name))
-            print(f"removed domain {_domain(args.name)}")
+            domain = _domain(args.name)
+            # The keys go only once the domain has: a refused removal keeps its signing.
+            await store.remove_domain(domain)
+            if not domain.startswith("["):
+                await asyncio.to_thread(DkimKeyStore(data_dir).remove, domain)
+            print(f"removed domain {domain}")
         else:
             for d in await store.list_domains():
                 print(d.name)
 
     _run(_with_store(config, go))
+    return 0
+
+
+_DNS_TTL = 3600
+
+
+def _txt(value: str) -> str:
+    """An ASCII TXT value as zone-file character-strings: RFC 1035 §3.3 limits each to
+    255 octets, and RFC 6376 §3.6.2.2 joins a key record's strings back without spaces."""
+    chunks = [value[i : i + 255] for i in range(0, len(value), 255)] or [""]
+    # RFC 1035 §5.1: inside quotes, a backslash escapes the next character.
+    escaped = (c.replace("\\", "\\\\").replace('"', '\\"') for c in chunks)
+    return " ".join(f'"{c}"' for c in escaped)
+
+
+def _fqdn(name: str) -> str:
+    name = name.strip().rstrip(".").lower()
+    if not name.isascii():
+        try:
+            name = name.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise CliError(f"bad hostname {name!r} in the config") from None
+    return name + "."
+
+
+def cmd_dns(args: argparse.Namespace) -> int:
+    from mailwright.message.dkim import ascii_domain, dns_record
+
+    config = _load(args)
+    domain = _domain(args.domain)
+
+    async def known(store: SqliteStore) -> bool:
+        return domain in {d.name for d in await store.list_domains()}
+
+    if not _run(_with_store(config, known)):
+        raise CliError(f"no domain {domain}; add it with: mailwright domain add {domain}")
+    # A domain added before DKIM existed gets its keys now (create keeps existing ones).
+    keys = _create_dkim_keys(Path(config.data_dir), domain)
+    zone = ascii_domain(domain) + "."
+    host = _fqdn(config.hostname)
+
+    def record(name: str, rtype: str, value: str) -> str:
+        return f"{name}\t{_DNS_TTL}\tIN\t{rtype}\t{value}"
+
+    lines = [
+        f"; DNS records for {domain}, in zone-file form (RFC 1035 §5).",
+        f"; MX (RFC 5321 §5.1): other servers deliver mail for {domain} to {host}",
+        f"; {host} needs A and/or AAAA records with this server's public addresses,",
+        f"; and the PTR record of each of those addresses should name {host}",
+    ]
+    if "." not in host.rstrip("."):
+        lines.append(
+            f"; warning: hostname {config.hostname!r} is not a full name: set it in the config"
+        )
+    lines += [
+        record(zone, "MX", f"10 {host}"),
+        f"; SPF (RFC 7208): only the hosts named by the MX records send mail from {domain}.",
+        record(zone, "TXT", _txt("v=spf1 mx -all")),
+        "; DKIM (RFC 6376, RFC 8463): the public keys that check this server's signatures.",
+    ]
+    lines += [
+        record(
+            f"{k.selector}._domainkey.{zone}", "TXT", _txt(dns_record(k.private_key, k.algorithm))
+        )
+        for k in keys
+    ]
+    lines += [
+        "; DMARC (RFC 7489): receivers quarantine mail from this domain that passes neither",
+        f"; aligned SPF nor DKIM, and send reports to postmaster@{domain} (make it reach someone).",
+        record(
+            f"_dmarc.{zone}",
+            "TXT",
+            _txt(f"v=DMARC1; p=quarantine; rua=mailto:postmaster@{ascii_domain(domain)}"),
+        ),
+    ]
+    print("\n".join(lines))
     return 0
 
 
@@ -334,6 +453,12 @@ def build_parser() -> argparse.ArgumentParser:
     dsub.add_parser("list")
     domain.set_defaults(func=cmd_domain)
 
+    dns = sub.add_parser(
+        "dns", help="print the DNS records a domain needs: MX, SPF, DKIM, DMARC (zone-file form)"
+    )
+    dns.add_argument("domain")
+    dns.set_defaults(func=cmd_dns)
+
     user = sub.add_parser("user", help="mail users (accounts)")
     usub = user.add_subparsers(dest="action", required=True)
     for action in ("add", "passwd"):
@@ -362,6 +487,10 @@ def build_parser() -> argparse.ArgumentParser:
     msub = mailbox.add_subparsers(dest="action", required=True)
     msub.add_parser("list").add_argument("address")
     mailbox.set_defaults(func=cmd_mailbox)
+    # Imported here: the module uses this one's helpers.
+    from mailwright.cli import queue as queue_commands
+
+    queue_commands.register(sub)
     return p
 
 

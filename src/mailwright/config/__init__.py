@@ -11,7 +11,9 @@ from mailwright.config.model import (
     ImapConfig,
     LogConfig,
     Pop3Config,
+    QueueConfig,
     SmtpConfig,
+    SubmissionConfig,
     TlsConfig,
 )
 
@@ -22,7 +24,9 @@ __all__ = [
     "ImapConfig",
     "LogConfig",
     "Pop3Config",
+    "QueueConfig",
     "SmtpConfig",
+    "SubmissionConfig",
     "TlsConfig",
     "load_config",
     "parse_config",

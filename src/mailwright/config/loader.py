@@ -160,6 +160,12 @@ def _check(config: Config) -> None:
         raise ConfigError("smtp.subaddress_delimiter", "must be one character or empty")
     for i, item in enumerate(smtp.listen):
         parse_listen(item, f"smtp.listen[{i}]")
+    for section, items in (
+        ("listen", config.submission.listen),
+        ("listen_tls", config.submission.listen_tls),
+    ):
+        for i, item in enumerate(items):
+            parse_listen(item, f"submission.{section}[{i}]")
     pop3 = config.pop3
     for name in _POP3_POSITIVE:
         if getattr(pop3, name) <= 0:

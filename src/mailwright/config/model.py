@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field, fields
 from typing import Literal
 
@@ -42,6 +43,60 @@ class SmtpConfig:
     max_connections: int = 2000
     max_connections_per_ip: int = 50
     subaddress_delimiter: str = "+"
+    # Clients in these networks (CIDR) may relay without AUTH, on every SMTP listener.
+    # Default none: only authenticated users relay, so the server is never an open relay.
+    trusted_networks: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for i, item in enumerate(self.trusted_networks):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ConfigError(
+                    f"smtp.trusted_networks[{i}]", "must be an IP network such as 10.0.0.0/8"
+                ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class SubmissionConfig:
+    """Message submission (RFC 6409, RFC 8314) for users' mail clients and applications:
+    AUTH required, then mail to anywhere. Limits and timeouts are those of [smtp]."""
+
+    listen: tuple[str, ...] = ("127.0.0.1:2587",)  # STARTTLS (port 587's role)
+    listen_tls: tuple[str, ...] = ("127.0.0.1:2465",)  # implicit TLS (port 465's role)
+    # AUTH without TLS: "never", "loopback" (clients on 127.0.0.0/8, ::1) or "always".
+    allow_plaintext: Literal["never", "loopback", "always"] = "loopback"
+    sign_dkim: bool = True  # sign mail from local domains that have a DKIM key
+
+
+@dataclass(frozen=True, slots=True)
+class QueueConfig:
+    """The outbound queue: retries, bounces, concurrency."""
+
+    # Seconds after each failed attempt; the last value repeats (RFC 5321 §4.5.4.1 asks
+    # for at least 30 minutes between tries to one destination; the first ones are
+    # quicker because most deferrals are greylisting and busy servers).
+    retry_schedule: tuple[float, ...] = (60.0, 300.0, 900.0, 1800.0, 3600.0)
+    max_age: float = 5 * 86400.0  # then the message bounces (RFC 5321 §4.5.4.1: 4-5 days)
+    delay_warning: float = 4 * 3600.0  # a "delayed" DSN after this long; 0: never
+    max_deliveries: int = 50  # concurrent outbound SMTP sessions in all
+    max_per_destination: int = 5  # ... to one destination domain
+    batch: int = 200  # entries claimed at once
+    lease: float = 1200.0  # longer than one delivery attempt can take
+    poll_interval: float = 5.0  # looks for entries queued by other processes this often
+
+    def __post_init__(self) -> None:
+        if not self.retry_schedule or any(v <= 0 for v in self.retry_schedule):
+            raise ConfigError(
+                "queue.retry_schedule", "must be a non-empty list of positive seconds"
+            )
+        for name in ("max_age", "max_deliveries", "max_per_destination", "batch", "lease"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"queue.{name}", "must be greater than zero")
+        if self.poll_interval <= 0:
+            raise ConfigError("queue.poll_interval", "must be greater than zero")
+        if self.delay_warning < 0:
+            raise ConfigError("queue.delay_warning", "must not be negative")
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +260,8 @@ class Config:
     hostname: str = "localhost"
     workers: int = 0  # worker processes; 0 = one per CPU
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
+    submission: SubmissionConfig = field(default_factory=SubmissionConfig)
+    queue: QueueConfig = field(default_factory=QueueConfig)
     pop3: Pop3Config = field(default_factory=Pop3Config)
     imap: ImapConfig = field(default_factory=ImapConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)

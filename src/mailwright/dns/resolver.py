@@ -290,3 +290,18 @@ class DnsResolver:
 def _short(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return text[:300] if text else type(exc).__name__
+
+
+class UnconfiguredResolver:
+    """Stands in when the machine has no resolver configuration and none is set: every
+    lookup is a temporary failure, so remote mail waits in the queue (and the log says
+    why) instead of the server refusing to start for want of outbound DNS."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    async def mx_hosts(self, domain: str) -> MxResult:
+        return MxResult(domain, MxStatus.TEMPORARY, reason=self.reason)
+
+    async def addresses(self, host: str) -> list[str]:
+        raise TemporaryDnsError(self.reason)

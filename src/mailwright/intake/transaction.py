@@ -1,24 +1,37 @@
 """One message on its way in: envelope, recipients, body bytes, and the commit that stores it.
 
-Invariants: the body streams into a store blob (memory bounded by the backend); nothing
-is visible in any mailbox until ``commit`` returns; ``abort`` leaves no trace.
+Invariants: the body streams into a store blob (memory bounded by the backend, and, for a
+submission, by the header block held for its fix-ups); nothing is visible in any mailbox
+or queued until ``commit`` returns; ``abort`` leaves no trace. Local recipients and remote
+ones (queued for delivery) are stored in one commit, sharing one copy of the message.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from mailwright.core.address import Address
 from mailwright.core.ids import new_queue_id
+from mailwright.message.fixup import HeaderFixup
 from mailwright.message.scan import MessageProblem, MessageScanner
-from mailwright.store.api import BlobWriter, DeliveryResult, Messages, Target
+from mailwright.store.api import (
+    BlobWriter,
+    DeliveryResult,
+    MailEvent,
+    Messages,
+    Outbound,
+    OutboundRecipient,
+    Target,
+)
 
 
 @dataclass(slots=True)
 class Recipient:
     address: Address
-    targets: tuple[Target, ...]
+    targets: tuple[Target, ...] = ()  # local mailboxes
+    remote: OutboundRecipient | None = None  # queued for delivery elsewhere
 
 
 @dataclass(slots=True)
@@ -29,18 +42,38 @@ class Transaction:
     recipients: list[Recipient] = field(default_factory=list)
     blob: BlobWriter | None = None
     scanner: MessageScanner | None = None
+    fixup: HeaderFixup | None = None  # submission: Message-ID and Date when missing
     received_at: int = 0
     octets: int = 0  # body octets received from the client (after dot-unstuffing)
+    envid: str | None = None  # RFC 3461, decoded
+    prefix: bytes = b""  # header fields for relayed copies only (DKIM-Signature)
 
     @property
     def smtputf8(self) -> bool:
         return "SMTPUTF8" in self.params
 
-    def begin(self, messages: Messages, scanner: MessageScanner, prefix: bytes) -> None:
+    @property
+    def remote(self) -> list[Recipient]:
+        return [r for r in self.recipients if r.remote is not None]
+
+    @property
+    def message_id(self) -> str:
+        if self.fixup is not None and self.fixup.message_id:
+            return self.fixup.message_id
+        return self.scanner.message_id if self.scanner is not None else ""
+
+    def begin(
+        self,
+        messages: Messages,
+        scanner: MessageScanner,
+        prefix: bytes,
+        fixup: HeaderFixup | None = None,
+    ) -> None:
         """Start the body: ``prefix`` is the trace headers we add."""
         self.blob = messages.new_blob()
         self.blob.write(prefix)
         self.scanner = scanner
+        self.fixup = fixup
         self.received_at = int(time.time())
 
     def write(self, data: bytes) -> None:
@@ -48,11 +81,15 @@ class Transaction:
             return
         self.octets += len(data)
         self.scanner.feed(data)
+        if self.fixup is not None:
+            data = self.fixup.feed(data)
         self.blob.write(data)
 
     def problem(self) -> MessageProblem | None:
         if self.scanner is None:
             return None
+        if self.fixup is not None and self.blob is not None:
+            self.blob.write(self.fixup.close())
         self.scanner.close()
         return self.scanner.problem
 
@@ -63,14 +100,49 @@ class Transaction:
                 seen.setdefault((t.account_id, t.mailbox), t)
         return list(seen.values())
 
-    async def commit(self, messages: Messages) -> DeliveryResult:
-        """Store the message once and place it in every target mailbox, durably. Targets
-        whose account is over quota are skipped and listed in the result (QuotaExceeded
-        when that is every target)."""
+    def outbound(self) -> Outbound | None:
+        remote = [r.remote for r in self.recipients if r.remote is not None]
+        if not remote:
+            return None
+        ret = (self.params.get("RET") or "").upper()
+        return Outbound(
+            sender=str(self.sender) if self.sender else "",
+            recipients=tuple(remote),
+            envid=self.envid,
+            ret="FULL" if ret == "FULL" else "HDRS" if ret == "HDRS" else None,
+            smtputf8=self.smtputf8,
+            eight_bit=(self.params.get("BODY") or "").upper() == "8BITMIME",
+            prefix=self.prefix,
+        )
+
+    def events(self, received: dict[str, str]) -> list[MailEvent]:
+        """The events a commit records: the arrival, then each recipient's fate."""
+        mid = self.message_id
+        out = [MailEvent(self.queue_id, "received", "", received, mid)]
+        for r in self.recipients:
+            if r.remote is not None:
+                out.append(MailEvent(self.queue_id, "queued", r.remote.address, {}, mid))
+            elif r.targets:
+                out.append(
+                    MailEvent(self.queue_id, "delivered", str(r.address), {"local": "mailbox"}, mid)
+                )
+        return out
+
+    async def commit(self, messages: Messages, events: Sequence[MailEvent] = ()) -> DeliveryResult:
+        """Store the message once, place it in every target mailbox and queue its remote
+        recipients, durably. Targets whose account is over quota are skipped and listed in
+        the result (QuotaExceeded when that is every target and nothing is queued)."""
         if self.blob is None:
             return DeliveryResult([])
         blob, self.blob = self.blob, None
-        return await messages.deliver(blob, self.queue_id, self.received_at, self.targets())
+        return await messages.deliver(
+            blob,
+            self.queue_id,
+            self.received_at,
+            self.targets(),
+            outbound=self.outbound(),
+            events=events,
+        )
 
     def abort(self) -> None:
         if self.blob is not None:

@@ -46,6 +46,7 @@ class MessageScanner:
         # Open MIME levels: a multipart's boundary, or None for an attached message/rfc822.
         self._levels: list[bytes | None] = []
         self.problem: MessageProblem | None = None
+        self.message_id = ""  # the top-level Message-ID field's value (for the event log)
         # Out of every header with no open multipart: nothing later can matter, so the
         # rest of the message is not looked at (the common plain-text case).
         self._done = False
@@ -101,6 +102,8 @@ class MessageScanner:
                     # RFC 5322 §2.2.3: unfolding removes the CRLF only, not the WSP.
                     self._content_type += line.rstrip(b"\r\n")
             else:
+                if self._top and line[:11].lower() == b"message-id:" and not self.message_id:
+                    self.message_id = line[11:].strip().decode("utf-8", "replace")[:250]
                 self._in_ct = line[:13].lower() == b"content-type:"
                 if self._in_ct:
                     self._content_type = line[13:].lstrip(b" \t").rstrip(b"\r\n")

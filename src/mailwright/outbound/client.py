@@ -64,7 +64,17 @@ log = logging.getLogger("mailwright.outbound")
 
 CHUNK = 64 * 1024
 _MAX_BUFFERED = 1024 * 1024  # a server that floods us with more than this unread is cut off
-MessageSource = bytes | os.PathLike[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Prefixed:
+    """Header fields of ours (a DKIM-Signature) before a stored message's bytes."""
+
+    prefix: bytes
+    body: bytes | os.PathLike[str]
+
+
+MessageSource = bytes | os.PathLike[str] | Prefixed
 _BAD_ADDRESS = re.compile(r"[\x00-\x1f\x7f]")
 Stage = Literal[
     "connect", "greeting", "ehlo", "starttls", "auth", "mail", "rcpt", "data", "content"
@@ -963,6 +973,15 @@ def _orcpt(orcpt: str) -> str:
 
 def _seven_bit(content: MessageSource) -> MessageSource:
     """``content`` itself when it is 7-bit, else its 7-bit conversion (in memory)."""
+    if isinstance(content, Prefixed):
+        if isinstance(content.body, bytes):
+            if content.body.isascii() and content.prefix.isascii():
+                return content
+            return to_seven_bit(content.prefix + content.body)
+        body = _seven_bit(content.body)
+        if body is content.body and content.prefix.isascii():
+            return content  # 7-bit throughout: keep streaming it
+        return to_seven_bit(content.prefix + cast(bytes, body))
     if isinstance(content, bytes):
         return to_seven_bit(content)
     with open(content, "rb") as f:
@@ -976,12 +995,20 @@ def _seven_bit(content: MessageSource) -> MessageSource:
 
 
 def _size(content: MessageSource) -> int:
+    if isinstance(content, Prefixed):
+        return len(content.prefix) + _size(content.body)
     if isinstance(content, bytes):
         return len(content)
     return os.stat(content).st_size
 
 
 async def _chunks(content: MessageSource) -> AsyncIterator[bytes]:
+    if isinstance(content, Prefixed):
+        if content.prefix:
+            yield content.prefix
+        async for chunk in _chunks(content.body):
+            yield chunk
+        return
     if isinstance(content, bytes):
         view = memoryview(content)
         for start in range(0, len(view), CHUNK):
@@ -1003,6 +1030,7 @@ __all__ = [
     "Envelope",
     "MessageSource",
     "Outcome",
+    "Prefixed",
     "Recipient",
     "RecipientResult",
     "SessionError",

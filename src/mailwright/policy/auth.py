@@ -47,6 +47,7 @@ stepped back, a torn word on some other machine) counts as nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import ipaddress
@@ -410,3 +411,14 @@ class Authenticator:
         if delay > 0:
             await self._sleep(delay)
         return AuthResult(False, None, reason)
+
+
+def plaintext_allowed(policy: str, ip: str) -> bool:
+    """May a password cross an unencrypted connection from ``ip``? ``policy`` is a
+    listener's ``allow_plaintext``: "always", "loopback" (127.0.0.0/8, ::1) or "never"."""
+    if policy == "always":
+        return True
+    if policy == "loopback":
+        with contextlib.suppress(ValueError):
+            return ipaddress.ip_address(ip).is_loopback
+    return False

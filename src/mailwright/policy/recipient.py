@@ -34,8 +34,8 @@ def check_recipient(f: RecipientFacts) -> Verdict:
         return Defer(TOO_MANY_RECIPIENTS, "limit.recipients")
     if not f.local_domain:
         # Never an open relay: foreign domains only for clients allowed to relay
-        # (the outbound queue that relays them arrives with the submission issue).
-        return Reject(RELAY_DENIED, "relay.denied")
+        # (authenticated users, trusted networks); their mail goes to the queue.
+        return ACCEPT if f.may_relay else Reject(RELAY_DENIED, "relay.denied")
     if not f.known:
         return Reject(UNKNOWN_USER, "recipient.unknown")
     if f.quotas:

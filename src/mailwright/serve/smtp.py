@@ -24,8 +24,9 @@ from collections.abc import Callable
 from mailwright.config import SmtpConfig
 from mailwright.core.ids import new_connection_id
 from mailwright.core.log import event as log_event
+from mailwright.intake.pipeline import Pipeline
 from mailwright.intake.routing import Router
-from mailwright.intake.smtp import Peer, SmtpSession, limits_from
+from mailwright.intake.smtp import Peer, Relay, SmtpSession, Submission, limits_from
 from mailwright.proto.smtp import events as ev
 from mailwright.proto.smtp import replies
 from mailwright.proto.smtp.server import ServerConnection
@@ -46,7 +47,13 @@ class SmtpListener(Listener):
         messages: Messages,
         tls_context: Callable[[], ssl.SSLContext | None],
         limiter: ConnectionLimiter | None = None,
+        pipeline: Pipeline | None = None,
+        submission: Submission | None = None,
+        relay: Relay | None = None,
     ) -> None:
+        """``submission``: this listener is for message submission (RFC 6409: AUTH, then
+        mail to anywhere); otherwise it is the port-25 role (mail for local domains, or
+        from ``relay``'s trusted networks)."""
         super().__init__(
             limiter or ConnectionLimiter(1, config.max_connections, config.max_connections_per_ip),
             min(1.0, config.idle_timeout / 4, config.session_timeout / 4),
@@ -56,7 +63,11 @@ class SmtpListener(Listener):
         self.router = router
         self.messages = messages
         self.tls_context = tls_context
-        self.limits = limits_from(config)
+        self.pipeline = pipeline
+        self.submission = submission
+        self.relay = relay
+        self.limits = limits_from(config, submission=submission is not None)
+        self.name = "submission" if submission is not None else "smtp"
 
     def _connection(self) -> Connection:
         return Connection(
@@ -76,9 +87,23 @@ class SmtpListener(Listener):
             messages=self.messages,
             peer=peer,
             tls_available=self.tls_context() is not None,
+            pipeline=self.pipeline,
+            submission=self.submission,
+            relay=self.relay,
         )
-        log_event(log, logging.DEBUG, "smtp.connect", conn=peer.conn_id, client=ip, port=port)
+        log_event(
+            log,
+            logging.DEBUG,
+            "smtp.connect",
+            conn=peer.conn_id,
+            client=ip,
+            port=port,
+            listener=self.name,
+        )
         try:
+            if conn.implicit_tls:
+                # RFC 8314 §3.3: on port 465 TLS comes first, then the SMTP greeting.
+                session.tls_info = await conn.upgrade_tls()
             await self._session(conn, session)
         except asyncio.CancelledError:
             if conn.timing.timed_out:
@@ -107,6 +132,7 @@ class SmtpListener(Listener):
                 client=ip,
                 helo=session.helo or "",
                 tls=session.tls_info or "",
+                user=session.user.address if session.user is not None else "",
                 delivered=session.delivered,
             )
 

@@ -329,6 +329,11 @@ class BlobWriter(Protocol):
 
     def write(self, data: bytes) -> None: ...
 
+    def getvalue(self) -> bytes:
+        """Every byte written so far, read back (signing a message before its commit):
+        as large as the message, so only for messages whose size is bounded."""
+        ...
+
     def abort(self) -> None: ...
 
 
@@ -542,8 +547,9 @@ class Queue(Protocol):
     """The outbound queue: remote recipients waiting for delivery, and the event log.
 
     An entry is claimed (leased) by one runner at a time, across processes; a lease that
-    is not settled by ``update`` (the runner died) expires and the entry is due again, so
-    a crash delivers at least once and never loses an entry. An entry holds a reference
+    is not settled by ``update`` (the runner died) expires and the entry is due again (at
+    once after a restart: a backend's crash recovery lifts every lease), so a crash
+    delivers at least once and never loses an entry. An entry holds a reference
     to its message: the bytes go with the last placement or entry."""
 
     async def claim(self, now: int, limit: int, lease: int) -> list[QueueEntry]:

@@ -30,6 +30,14 @@ def facts(**kw: object) -> RecipientFacts:
         ({}, ACCEPT),
         ({"accepted_so_far": 10}, Defer(TOO_MANY_RECIPIENTS, "limit.recipients")),
         ({"local_domain": False, "known": False}, Reject(RELAY_DENIED, "relay.denied")),
+        # Authenticated users and trusted networks relay (to the queue).
+        ({"local_domain": False, "known": False, "may_relay": True}, ACCEPT),
+        (
+            {"local_domain": False, "known": False, "may_relay": True, "accepted_so_far": 10},
+            Defer(TOO_MANY_RECIPIENTS, "limit.recipients"),
+        ),
+        # Relaying does not make an unknown local user known.
+        ({"known": False, "may_relay": True}, Reject(UNKNOWN_USER, "recipient.unknown")),
         ({"known": False}, Reject(UNKNOWN_USER, "recipient.unknown")),
         # Quotas: (quota_bytes, used_bytes) per account the recipient reaches.
         ({"quotas": ((None, 10**9),)}, ACCEPT),

@@ -113,7 +113,7 @@ def test_migrations_are_applied_once(tmp_path: Path) -> None:
     with_store(tmp_path, nothing)
     with_store(tmp_path, nothing)
     (version,) = _db(tmp_path).execute("PRAGMA user_version").fetchone()
-    assert version == 3
+    assert version == 4
 
 
 def test_uidvalidity_counter_starts_above_existing_mailboxes(tmp_path: Path) -> None:

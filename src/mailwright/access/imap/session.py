@@ -38,11 +38,10 @@ from mailwright.access.imap.view import (
     Update,
     Vanished,
 )
-from mailwright.access.pop3 import plaintext_allowed
-from mailwright.access.sasl import Outcome, SaslExchange
 from mailwright.config import ImapConfig
 from mailwright.core.log import event as log_event
-from mailwright.policy.auth import Authenticator
+from mailwright.policy.auth import Authenticator, plaintext_allowed
+from mailwright.policy.sasl import Outcome, SaslExchange
 from mailwright.proto.imap import command as c
 from mailwright.proto.imap import events as ev
 from mailwright.proto.imap import mutf7

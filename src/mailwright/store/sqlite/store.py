@@ -211,7 +211,8 @@ class SqliteStore(SqliteQueue):
             (self._blob_root / path).unlink(missing_ok=True)
 
     def _sweep(self) -> None:
-        """Remove what a crash can leave: spill files never finished, blobs never committed."""
+        """Remove what a crash can leave: spill files never finished, blobs never committed,
+        queue leases of runners that are gone."""
         tmp = self._blob_root / "tmp"
         if tmp.is_dir():
             for f in tmp.iterdir():
@@ -224,6 +225,10 @@ class SqliteStore(SqliteQueue):
                     "SELECT blob_path FROM messages WHERE blob_path IS NOT NULL"
                 )
             }
+            # Whoever held a lease died with the server: its entries are due at once, not
+            # when the lease would have lapsed (a delivery attempt may have been cut short).
+            with conn:
+                conn.execute("UPDATE queue SET lease_until=0 WHERE lease_until>0")
         finally:
             conn.close()
         for sub in self._blob_root.iterdir():

@@ -1,0 +1,135 @@
+"""The one pipeline every entry point hands its messages to: SMTP (inbound and submission),
+``mailwright send``, DSNs, and (later) the HTTP API.
+
+A message's recipients are routed once: local addresses (accounts, aliases, sub-addresses,
+catch-alls) become mailbox targets, remote ones — only for a sender allowed to relay —
+become queue entries; both are stored in one commit (``Transaction.commit``). Messages
+from a local domain that leave the server are DKIM-signed for that domain on the way in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from mailwright.core.address import Address, AddressError
+from mailwright.core.log import event as log_event
+from mailwright.intake.routing import Router
+from mailwright.intake.transaction import Recipient, Transaction
+from mailwright.message import dkim, trace
+from mailwright.message.fixup import HeaderFixup
+from mailwright.message.scan import MessageScanner
+from mailwright.store.api import BlobWriter, DeliveryResult, Messages, OutboundRecipient
+
+log = logging.getLogger("mailwright.intake")
+
+# A domain's DKIM keys (none: not signed).
+KeyLookup = Callable[[str], Sequence[dkim.DkimKey]]
+
+
+def _no_keys(domain: str) -> Sequence[dkim.DkimKey]:
+    return ()
+
+
+def _nothing() -> None:
+    return None
+
+
+@dataclass
+class Pipeline:
+    router: Router
+    messages: Messages
+    hostname: str
+    dkim_keys: KeyLookup = _no_keys
+    on_queued: Callable[[], None] = field(default=_nothing)  # wakes the queue runner
+    max_header_size: int = 100 * 1024
+    max_mime_depth: int = 50
+
+    def keys_for(self, sender: Address | None) -> Sequence[dkim.DkimKey]:
+        if sender is None:
+            return ()
+        return self.dkim_keys(sender.domain.lower())
+
+    async def sign(self, tx: Transaction, blob_bytes: bytes) -> None:
+        """DKIM-sign ``tx``'s message for its sender's domain, when the domain has keys
+        and the message leaves the server; the signature is sent before the stored bytes
+        (``Outbound.prefix``), so local copies do not carry it."""
+        keys = self.keys_for(tx.sender)
+        if not keys or not tx.remote:
+            return
+        try:
+            tx.prefix = await asyncio.to_thread(dkim.sign, blob_bytes, keys)
+        except Exception as exc:
+            # Boundary: a key that cannot sign must not stop the mail; the log says so.
+            log_event(log, logging.ERROR, "dkim.sign_failed", queue_id=tx.queue_id, error=str(exc))
+
+    async def inject(
+        self,
+        sender: str,
+        recipients: Sequence[str],
+        data: bytes,
+        *,
+        relay: bool = True,
+        submission: bool = True,
+        source: str = "local",
+    ) -> tuple[Transaction, DeliveryResult, list[str]]:
+        """Hand a whole message to the pipeline (the CLI, DSNs). Returns the transaction,
+        what the store did, and the recipients refused (unknown local users; remote ones
+        when ``relay`` is False). ``submission``: add Message-ID/Date when missing and
+        DKIM-sign, as for SMTP submission."""
+        sender_addr = Address.parse(sender, utf8=True) if sender else None
+        tx = Transaction(sender_addr, {"BODY": "8BITMIME"} if not data.isascii() else {})
+        refused: list[str] = []
+        for text in recipients:
+            try:
+                address = Address.parse(text, utf8=True)
+            except AddressError:
+                refused.append(text)
+                continue
+            route = await self.router.route(address)
+            if route.known:
+                tx.recipients.append(Recipient(address, route.targets))
+            elif not route.local_domain and relay:
+                tx.recipients.append(Recipient(address, remote=OutboundRecipient(str(address))))
+            else:
+                refused.append(text)
+        if not tx.recipients:
+            return tx, DeliveryResult([]), refused
+        prefix = trace.received(
+            helo="localhost",
+            peer_ip="127.0.0.1",
+            by=self.hostname,
+            protocol=source,
+            queue_id=tx.queue_id,
+            recipient=None,
+        )
+        if not tx.remote:
+            prefix = trace.return_path(sender or None) + prefix
+        fixup = (
+            HeaderFixup(hostname=self.hostname, queue_id=tx.queue_id, max_hold=self.max_header_size)
+            if submission
+            else None
+        )
+        tx.begin(self.messages, self.scanner(utf8=True), prefix, fixup)
+        tx.write(data)
+        tx.problem()
+        if submission and tx.blob is not None:
+            await self.sign(tx, blob_content(tx.blob))
+        result = await tx.commit(self.messages, tx.events({"source": source}))
+        if result.queued:
+            self.on_queued()
+        return tx, result, refused
+
+    def scanner(self, *, utf8: bool) -> MessageScanner:
+        return MessageScanner(
+            max_header_size=self.max_header_size,
+            max_mime_depth=self.max_mime_depth,
+            ascii_headers=not utf8,
+        )
+
+
+def blob_content(blob: BlobWriter) -> bytes:
+    """The bytes written to ``blob`` so far (for signing before the commit)."""
+    return blob.getvalue()

@@ -1,0 +1,167 @@
+"""Message submission (RFC 6409, RFC 8314, RFC 4954) and relay control on a running server:
+smtplib on the STARTTLS and implicit-TLS listeners, and the classic open-relay tricks on
+the port-25 role."""
+
+from __future__ import annotations
+
+import smtplib
+import sqlite3
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.server import Server
+
+MESSAGE = b"From: alice@example.test\r\nTo: someone@remote.test\r\nSubject: hi\r\n\r\nHello.\r\n"
+
+
+def tls_context(server: Server) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(server.cert))
+    ctx.check_hostname = False
+    return ctx
+
+
+def queued(server: Server) -> list[tuple[str, str, str]]:
+    with sqlite3.connect(server.data_dir / "mailwright.db") as db:
+        return db.execute("SELECT queue_id, sender, recipient FROM queue ORDER BY id").fetchall()
+
+
+def submit(server: Server, **kw: object) -> smtplib.SMTP:
+    smtp = smtplib.SMTP(server.host, server.submission_port, timeout=10)
+    smtp.ehlo("client.test")
+    return smtp
+
+
+def test_auth_is_required_and_then_mail_goes_anywhere(server: Server) -> None:
+    with submit(server) as smtp:
+        assert smtp.has_extn("auth")
+        assert "PLAIN" in smtp.esmtp_features["auth"] and "LOGIN" in smtp.esmtp_features["auth"]
+        assert smtp.has_extn("dsn")
+        code, text = smtp.mail("alice@example.test")
+        assert (code, text[:5]) == (530, b"5.7.0")
+        smtp.rset()
+        with pytest.raises(smtplib.SMTPAuthenticationError) as err:
+            smtp.login("alice@example.test", "wrong")
+        assert err.value.smtp_code == 535
+        smtp.login("alice@example.test", "secret")
+        refused = smtp.sendmail(
+            "alice@example.test",
+            ["someone@remote.test", "bob@example.test"],
+            MESSAGE,
+            rcpt_options=["NOTIFY=FAILURE,DELAY"],
+        )
+        assert refused == {}
+    [(qid, sender, rcpt)] = queued(server)
+    assert (sender, rcpt) == ("alice@example.test", "someone@remote.test")
+    [local] = server.inbox("bob@example.test")
+    # The fix-ups of RFC 6409 §8: a Message-ID and a Date were added; no Return-Path on a
+    # copy that also leaves the server; the Received header says ESMTPA.
+    assert b"\r\nMessage-ID: <" + qid.encode() in local
+    assert b"\r\nDate: " in local
+    assert not local.startswith(b"Return-Path:")
+    assert b"with ESMTPA id " + qid.encode() in local
+
+
+def test_auth_login_and_implicit_tls(server: Server) -> None:
+    with smtplib.SMTP_SSL(
+        server.host, server.submissions_port, context=tls_context(server), timeout=10
+    ) as smtp:
+        smtp.ehlo("client.test")
+        assert not smtp.has_extn("starttls")
+        smtp.user, smtp.password = "alice@example.test", "secret"
+        code, _ = smtp.auth("LOGIN", smtp.auth_login, initial_response_ok=False)
+        assert code == 235
+        assert smtp.sendmail("alice@example.test", ["bob@example.test"], MESSAGE) == {}
+    [stored] = server.inbox("bob@example.test")
+    assert b"with ESMTPSA id" in stored
+
+
+def test_a_user_sends_only_as_its_own_addresses(server: Server) -> None:
+    from tests.integration.server import mailwright
+
+    mailwright("alias", "add", "sales@example.test", "alice@example.test", config=server.config)
+    with submit(server) as smtp:
+        smtp.login("alice@example.test", "secret")
+        for sender in ("bob@example.test", "alice@remote.test", "ALICE@other.test"):
+            code, text = smtp.mail(sender)
+            assert (code, text[:5]) == (553, b"5.7.1"), sender
+            smtp.rset()
+        for sender in ("alice@example.test", "Alice+news@example.test", "sales@example.test", ""):
+            code, _ = smtp.mail(sender)
+            assert code == 250, sender
+            smtp.rset()
+
+
+def test_auth_rules_of_rfc_4954(server: Server) -> None:
+    with submit(server) as smtp:
+        assert smtp.docmd("AUTH", "CRAM-MD5")[0] == 504
+        assert smtp.docmd("AUTH", "PLAIN")[0] == 334
+        assert smtp.docmd("*") == (501, b"5.0.0 Authentication cancelled")
+        assert smtp.docmd("AUTH", "PLAIN !!notbase64")[0] == 501
+        smtp.login("alice@example.test", "secret")
+        assert smtp.docmd("AUTH", "PLAIN AGFsaWNlAHNlY3JldA==")[0] == 503  # already
+        smtp.mail("alice@example.test")
+        assert smtp.docmd("AUTH", "PLAIN")[0] == 503  # not within a transaction
+
+
+@pytest.fixture
+def strict_server(tmp_path: Path) -> Iterator[Server]:
+    srv = Server.create(tmp_path / "mw", MAILWRIGHT_SUBMISSION__ALLOW_PLAINTEXT="never").start()
+    try:
+        yield srv
+    finally:
+        srv.stop(timeout=30)
+
+
+def test_no_password_in_the_clear_unless_allowed(strict_server: Server) -> None:
+    server = strict_server
+    with submit(server) as smtp:
+        assert not smtp.has_extn("auth")  # RFC 4954 §4: not before TLS
+        assert smtp.docmd("AUTH", "PLAIN AGFsaWNlAHNlY3JldA==")[0] == 538
+        smtp.starttls(context=tls_context(server))
+        smtp.ehlo("client.test")
+        assert smtp.has_extn("auth")
+        smtp.login("alice@example.test", "secret")
+
+
+OPEN_RELAY_TRICKS = [
+    ("someone@remote.test", "550 5.7.1"),  # foreign → foreign
+    ("user%remote.test@example.test", "550 5.1.1"),  # the percent hack
+    ("@example.test:someone@remote.test", "550 5.7.1"),  # a source route
+    ('"someone@remote.test"@example.test', "550 5.1.1"),  # a quoted local part with @
+    ("someone@remote.test@example.test", "501 5.1.3"),  # two @
+    ("someone!remote.test@example.test", "550 5.1.1"),  # a bang path
+    ("someone@[127.0.0.1]", "550 5.7.1"),  # an address literal
+]
+
+
+@pytest.mark.parametrize(("rcpt", "expected"), OPEN_RELAY_TRICKS)
+def test_never_an_open_relay(server: Server, rcpt: str, expected: str) -> None:
+    with smtplib.SMTP(server.host, server.port, timeout=10) as smtp:
+        smtp.ehlo("client.test")
+        smtp.mail("spammer@remote.test")
+        code, text = smtp.docmd(f"RCPT TO:<{rcpt}>")  # exactly these bytes on the wire
+        assert f"{code} {text.decode()[:5]}" == expected, rcpt
+    assert queued(server) == []
+
+
+def test_port_25_does_not_take_auth(server: Server) -> None:
+    with smtplib.SMTP(server.host, server.port, timeout=10) as smtp:
+        smtp.ehlo("client.test")
+        assert not smtp.has_extn("auth")
+        assert smtp.docmd("AUTH", "PLAIN AGFsaWNlAHNlY3JldA==")[0] == 502
+
+
+def test_trusted_networks_relay_without_auth(tmp_path: Path) -> None:
+    srv = Server.create(
+        tmp_path / "mw", MAILWRIGHT_SMTP__TRUSTED_NETWORKS='["127.0.0.0/8"]'
+    ).start()
+    try:
+        with smtplib.SMTP(srv.host, srv.port, timeout=10) as smtp:
+            refused = smtp.sendmail("app@remote.test", ["someone@remote.test"], MESSAGE)
+            assert refused == {}
+        assert [r[2] for r in queued(srv)] == ["someone@remote.test"]
+    finally:
+        srv.stop(timeout=30)
