@@ -180,6 +180,7 @@ class App:
             dkim_keys=keys.get,
             max_header_size=self.config.smtp.max_header_size,
             max_mime_depth=self.config.smtp.max_mime_depth,
+            queue=self.store.queue,
         )
         self.runner = QueueRunner(
             queue=self.store.queue,

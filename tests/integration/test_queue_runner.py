@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from mailwright.config.model import Config, OutboundConfig, QueueConfig
+from mailwright.config.model import Config, OutboundConfig, QueueConfig, SmarthostConfig
 from mailwright.dns.resolver import MxHost, MxResult, MxStatus, TemporaryDnsError
 from mailwright.outbound.runner import Dsn, QueueRunner, retry_delay, wants
+from mailwright.serve.tls import make_self_signed, server_context
 from mailwright.store.api import MailEvent, Outbound, OutboundRecipient, QueueEntry
 from mailwright.store.sqlite import SqliteStore
 from tests.integration.test_outbound_client import Script, ScriptedServer
@@ -90,15 +91,27 @@ def world_run(
     tmp_path: Path,
     body: Callable[[World, ScriptedServer], Awaitable[T]],
     script: Script | None = None,
+    smarthost: bool = False,
     **queue: object,
 ) -> T:
     async def go() -> T:
         async with ScriptedServer(script or Script()) as server:
             store = await asyncio.to_thread(SqliteStore, tmp_path / "data")
+            outbound = OutboundConfig(port=server.port, tls_policy="none")
+            if smarthost:
+                outbound = OutboundConfig(
+                    smarthost=SmarthostConfig(
+                        host="127.0.0.1",
+                        port=server.port,
+                        verify=False,
+                        username="relay-user",
+                        password="relay-secret",
+                    )
+                )
             config = Config(
                 data_dir=str(tmp_path / "data"),
                 hostname="mx.example.test",
-                outbound=OutboundConfig(port=server.port, tls_policy="none"),
+                outbound=outbound,
                 queue=QueueConfig(**queue),  # type: ignore[arg-type]
             )
             resolver = TableResolver(
@@ -352,6 +365,41 @@ def test_an_operator_delete_during_delivery_is_no_error(tmp_path: Path) -> None:
         assert server.sessions == [] and await w.entries() == []
 
     world_run(tmp_path, body)
+
+
+def test_smarthost_takes_everything_over_tls_with_auth(tmp_path: Path) -> None:
+    make_self_signed(tmp_path / "cert.pem", tmp_path / "key.pem", "smarthost.test")
+    script = Script(
+        tls=server_context(tmp_path / "cert.pem", tmp_path / "key.pem"),
+        credentials=("relay-user", "relay-secret"),
+    )
+
+    async def body(w: World, server: ScriptedServer) -> None:
+        w.resolver.mx.clear()  # no DNS needed: everything goes to the smarthost
+        await w.queue("a@remote.test", "b@elsewhere.test")
+        await w.run()
+        assert await w.entries() == []
+        assert [(s.tls, s.auth) for s in server.sessions] == [
+            (True, ("relay-user", "relay-secret")),
+            (True, ("relay-user", "relay-secret")),
+        ]  # one session per destination domain
+        assert sorted(await w.events()) == [
+            ("delivered", "a@remote.test"),
+            ("delivered", "b@elsewhere.test"),
+        ]
+
+    world_run(tmp_path, body, script, smarthost=True)
+
+
+def test_smarthost_without_tls_is_never_used_in_plaintext(tmp_path: Path) -> None:
+    async def body(w: World, server: ScriptedServer) -> None:
+        await w.queue("a@remote.test")
+        await w.run()
+        (entry,) = await w.entries()
+        assert entry.last_reply.startswith("4") and "TLS" in entry.last_reply
+        assert all(s.auth is None and not s.messages for s in server.sessions)
+
+    world_run(tmp_path, body, smarthost=True)
 
 
 def test_retry_schedule_and_notify_rules() -> None:

@@ -165,3 +165,48 @@ def test_trusted_networks_relay_without_auth(tmp_path: Path) -> None:
         assert [r[2] for r in queued(srv)] == ["someone@remote.test"]
     finally:
         srv.stop(timeout=30)
+
+
+def wait_for_inbox(server: Server, address: str, count: int) -> list[bytes]:
+    import time
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        got = server.inbox(address)
+        if len(got) >= count:
+            return got
+        time.sleep(0.05)
+    raise AssertionError(f"{address}: {len(server.inbox(address))} messages")
+
+
+def test_a_full_mailbox_after_acceptance_gets_a_dsn(server: Server) -> None:
+    from tests.integration.server import mailwright
+
+    # Room for the message as declared (SIZE=), not for it with our trace fields.
+    mailwright("user", "quota", "bob@example.test", str(len(MESSAGE) + 10), config=server.config)
+    with smtplib.SMTP(server.host, server.port, timeout=10) as smtp:
+        refused = smtp.sendmail(
+            "alice@example.test", ["alice@example.test", "bob@example.test"], MESSAGE
+        )
+        assert refused == {}
+    original, dsn = wait_for_inbox(server, "alice@example.test", 2)
+    assert original.endswith(MESSAGE)
+    assert b"multipart/report" in dsn and b"Action: failed" in dsn and b"Status: 5.2.2" in dsn
+    assert b"Final-Recipient: rfc822; bob@example.test" in dsn
+    assert server.inbox("bob@example.test") == []
+
+
+def test_notify_success_for_a_local_recipient(server: Server) -> None:
+    with smtplib.SMTP(server.host, server.port, timeout=10) as smtp:
+        smtp.ehlo("client.test")
+        smtp.mail("alice@example.test", ["RET=HDRS", "ENVID=env+2B1"])
+        assert (
+            smtp.rcpt("bob@example.test", ["NOTIFY=SUCCESS", "ORCPT=rfc822;bob@example.test"])[0]
+            == 250
+        )
+        assert smtp.data(MESSAGE)[0] == 250
+    [dsn] = wait_for_inbox(server, "alice@example.test", 1)
+    assert b"Action: delivered" in dsn and b"Status: 2.0.0" in dsn
+    assert b"Original-Envelope-Id: env+1" in dsn  # decoded from xtext
+    assert b"Original-Recipient: rfc822; bob@example.test" in dsn
+    assert b"text/rfc822-headers" in dsn and b"Hello." not in dsn  # RET=HDRS

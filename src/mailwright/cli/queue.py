@@ -109,6 +109,7 @@ def pipeline_for(config: Config, store: SqliteStore) -> Pipeline:
         dkim_keys=keys.keys,
         max_header_size=config.smtp.max_header_size,
         max_mime_depth=config.smtp.max_mime_depth,
+        queue=store.queue,
     )
 
 

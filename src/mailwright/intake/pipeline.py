@@ -19,9 +19,20 @@ from mailwright.core.log import event as log_event
 from mailwright.intake.routing import Router
 from mailwright.intake.transaction import Recipient, Transaction
 from mailwright.message import dkim, trace
+from mailwright.message.dsn import DeliveryReport, RecipientStatus, build_dsn, notify_wants
 from mailwright.message.fixup import HeaderFixup
 from mailwright.message.scan import MessageScanner
-from mailwright.store.api import BlobWriter, DeliveryResult, Messages, OutboundRecipient
+from mailwright.store.api import (
+    BlobWriter,
+    DeliveryResult,
+    MailEvent,
+    Messages,
+    OutboundRecipient,
+    Queue,
+)
+from mailwright.store.errors import StoreError
+
+MAILBOX_FULL_STATUS = "5.2.2"  # RFC 3463: mailbox full
 
 log = logging.getLogger("mailwright.intake")
 
@@ -46,6 +57,7 @@ class Pipeline:
     on_queued: Callable[[], None] = field(default=_nothing)  # wakes the queue runner
     max_header_size: int = 100 * 1024
     max_mime_depth: int = 50
+    queue: Queue | None = None  # the event log, for what is learnt after the commit
 
     def keys_for(self, sender: Address | None) -> Sequence[dkim.DkimKey]:
         if sender is None:
@@ -121,6 +133,62 @@ class Pipeline:
         if result.queued:
             self.on_queued()
         return tx, result, refused
+
+    async def local_reports(self, tx: Transaction, result: DeliveryResult) -> None:
+        """After a commit: DSNs about local recipients (RFC 3461 §4.1) — "failed" for those
+        whose every mailbox was full, "delivered" for those that asked with NOTIFY=SUCCESS
+        — and the events of the full ones."""
+        full = {(t.account_id, t.mailbox) for t in result.over_quota}
+        sender = str(tx.sender) if tx.sender is not None else ""
+        statuses: list[RecipientStatus] = []
+        bounced: list[MailEvent] = []
+        for r in tx.recipients:
+            if not r.targets:
+                continue
+            if all((t.account_id, t.mailbox) in full for t in r.targets):
+                bounced.append(
+                    MailEvent(tx.queue_id, "bounced", str(r.address), {"reply": "mailbox full"})
+                )
+                if notify_wants(sender, r.notify, "FAILURE"):
+                    statuses.append(
+                        RecipientStatus(
+                            str(r.address),
+                            "failed",
+                            MAILBOX_FULL_STATUS,
+                            original_recipient=r.orcpt,
+                            diagnostic="mailbox full (over quota)",
+                            diagnostic_type="x-local",
+                        )
+                    )
+            elif notify_wants(sender, r.notify, "SUCCESS"):
+                statuses.append(
+                    RecipientStatus(
+                        str(r.address), "delivered", "2.0.0", original_recipient=r.orcpt
+                    )
+                )
+        if bounced and self.queue is not None:
+            try:
+                await self.queue.add_events(bounced)
+            except StoreError as exc:
+                log_event(log, logging.ERROR, "events.failed", queue_id=tx.queue_id, error=str(exc))
+        if not statuses or not result.message_id:
+            return
+        ret = (tx.params.get("RET") or "").upper()
+        report = DeliveryReport(
+            reporting_mta=self.hostname,
+            to=sender,
+            recipients=statuses,
+            envid=tx.envid,
+            ret="FULL" if ret == "FULL" else "HDRS" if ret == "HDRS" else None,
+            smtputf8=tx.smtputf8,
+        )
+        try:
+            original = await self.messages.read_message(result.message_id)
+            data = await asyncio.to_thread(build_dsn, report, original)
+            await self.inject("", [sender], data, submission=False, source="DSN")
+        except StoreError as exc:
+            # Boundary: the message itself is stored; a DSN that cannot be is logged.
+            log_event(log, logging.ERROR, "dsn.failed", queue_id=tx.queue_id, error=str(exc))
 
     def scanner(self, *, utf8: bool) -> MessageScanner:
         return MessageScanner(

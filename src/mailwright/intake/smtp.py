@@ -357,12 +357,13 @@ class SmtpSession:
         )
         match verdict:
             case Accept():
+                dsn = _outbound_recipient(event)
                 if route.local_domain:
-                    tx.recipients.append(Recipient(event.address, route.targets))
-                else:
                     tx.recipients.append(
-                        Recipient(event.address, remote=_outbound_recipient(event))
+                        Recipient(event.address, route.targets, notify=dsn.notify, orcpt=dsn.orcpt)
                     )
+                else:
+                    tx.recipients.append(Recipient(event.address, remote=dsn))
                 return replies.RECIPIENT_OK
             case Reject(reply, reason) | Defer(reply, reason):
                 log_event(
@@ -455,8 +456,8 @@ class SmtpSession:
             return replies.STORAGE_TRANSIENT
         reply = Reply(250, "2.0.0", f"Ok: queued as {tx.queue_id}")
         if result.over_quota:
-            # The others got it, so the message is accepted; these recipients did not.
-            # TODO(RFC 3464): a bounce to the sender for them, once outbound exists.
+            # The others got it, so the message is accepted; these recipients did not,
+            # and the sender hears of it in a DSN (RFC 3464), as after any acceptance.
             full = set(result.over_quota)
             log_event(
                 log,
@@ -468,6 +469,7 @@ class SmtpSession:
                 ),
                 accounts=",".join(str(t.account_id) for t in result.over_quota),
             )
+        await self.pipeline.local_reports(tx, result)
         if result.queued:
             self.pipeline.on_queued()
         self.delivered += 1

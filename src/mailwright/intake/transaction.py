@@ -32,6 +32,8 @@ class Recipient:
     address: Address
     targets: tuple[Target, ...] = ()  # local mailboxes
     remote: OutboundRecipient | None = None  # queued for delivery elsewhere
+    notify: tuple[str, ...] = ()  # RFC 3461 NOTIFY of a local recipient (upper case)
+    orcpt: str | None = None  # RFC 3461 ORCPT of a local recipient, decoded
 
 
 @dataclass(slots=True)

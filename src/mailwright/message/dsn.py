@@ -90,6 +90,18 @@ class DeliveryReport:
             raise ValueError("no DSN to the null sender (RFC 3461 §6.2)")
 
 
+def notify_wants(sender: str, notify: Sequence[str], kind: str) -> bool:
+    """RFC 3461 §4.1: does a sender want a DSN of ``kind`` (FAILURE, DELAY, SUCCESS) for a
+    recipient with NOTIFY ``notify`` (empty: not given)? Without NOTIFY: failures and
+    delays (our choice, which §4.1 allows), never success. Never to the null sender
+    (RFC 5321 §4.5.5: a DSN is not answered by another)."""
+    if not sender:
+        return False
+    if not notify:
+        return kind in ("FAILURE", "DELAY")
+    return kind in notify
+
+
 def build_dsn(
     report: DeliveryReport,
     original: BinaryIO | bytes | None,

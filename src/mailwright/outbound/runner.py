@@ -31,7 +31,13 @@ from mailwright.config.model import Config
 from mailwright.core.log import event
 from mailwright.core.reply import Reply
 from mailwright.dns.resolver import Resolver, TemporaryDnsError, address_literal
-from mailwright.message.dsn import Action, DeliveryReport, RecipientStatus, build_dsn
+from mailwright.message.dsn import (
+    Action,
+    DeliveryReport,
+    RecipientStatus,
+    build_dsn,
+    notify_wants,
+)
 from mailwright.outbound.client import (
     ClientSettings,
     Connection,
@@ -91,13 +97,8 @@ def retry_delay(schedule: Sequence[float], attempts: int) -> float:
 
 
 def wants(entry: QueueEntry, kind: str) -> bool:
-    """RFC 3461 §4.1: does the sender want a DSN of ``kind`` (FAILURE, DELAY, SUCCESS)?
-    Without NOTIFY: failures and delays (our choice, which §4.1 allows), never success."""
-    if not entry.sender:
-        return False  # RFC 5321 §4.5.5: never a DSN about a DSN
-    if not entry.notify:
-        return kind in ("FAILURE", "DELAY")
-    return kind in entry.notify
+    """Does the entry's sender want a DSN of ``kind``? (``notify_wants``)"""
+    return notify_wants(entry.sender, entry.notify, kind)
 
 
 class QueueRunner:

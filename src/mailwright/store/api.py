@@ -207,6 +207,7 @@ class DeliveryResult:
     delivered: list[Delivered]
     over_quota: list[Target] = field(default_factory=list)
     queued: int = 0
+    message_id: int = 0  # the stored message (``read_message``); 0 when nothing was stored
 
 
 @dataclass(frozen=True, slots=True)

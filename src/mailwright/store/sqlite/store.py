@@ -663,7 +663,9 @@ class SqliteStore(SqliteQueue):
         _, inline = await self._finish_blob(blob, queue_id)
         blob_path, size = blob.final_path, blob.size
 
-        def job(c: sqlite3.Connection) -> tuple[list[Delivered], list[Target], list[Change], int]:
+        def job(
+            c: sqlite3.Connection,
+        ) -> tuple[list[Delivered], list[Target], list[Change], int, int]:
             message_id = _next_id(c, "message_id")
             c.execute(
                 "INSERT INTO messages(id, queue_id, size, received_at, body, blob_path, refcount)"
@@ -703,15 +705,15 @@ class SqliteStore(SqliteQueue):
                 "UPDATE messages SET refcount=? WHERE id=?", (len(delivered) + queued, message_id)
             )
             insert_events(c, events)
-            return delivered, over, changes, queued
+            return delivered, over, changes, queued, message_id
 
         try:
-            delivered, over, changes, queued = await self._writer.run(job)
+            delivered, over, changes, queued, message_id = await self._writer.run(job)
         except Exception:
             self._forget_blob(blob)
             raise
         self._publish(changes)
-        return DeliveryResult(delivered, over, queued)
+        return DeliveryResult(delivered, over, queued, message_id)
 
     async def append(
         self,
