@@ -12,7 +12,10 @@
                                        [--dovecot-mode default,performance]
                                        [--imap-idle-sessions 1000]
                                        [--only mailwright|dovecot,...] [--quick]
-    .venv/bin/python bench/run.py all   # every protocol bench: smtp, pop3, then imap
+    .venv/bin/python bench/run.py outbound [--outbound-messages N] [--outbound-sessions 10]
+                                           [--outbound-recipients 1] [--postfix-auth dovecot|none]
+                                           [--only mailwright|postfix|sink,...] [--quick]
+    .venv/bin/python bench/run.py all   # every bench: smtp, pop3, imap, then outbound
 
 Progress goes to stderr; a Markdown table (for the README) to stdout; the raw
 numbers to bench/results/<protocol>-<UTC time>.json. See bench/README.md.
@@ -21,6 +24,7 @@ numbers to bench/results/<protocol>-<UTC time>.json. See bench/README.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -34,7 +38,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness import corpus, dovecot, imap, machine, pop3, report, smtp
+from harness import corpus, dovecot, imap, machine, outbound, pop3, report, smtp
+from harness.dnsmasq import DNSMASQ, DnsmasqInstance
 from harness.dovecot import DOVECOT, DovecotInstance
 from harness.mailwright import PASSWORD, MailwrightInstance
 from harness.postfix import POSTFIX, PostfixInstance
@@ -42,7 +47,7 @@ from harness.sink import SMTP_SINK, SinkInstance
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
-PROTOCOLS = ("smtp", "pop3", "imap")
+PROTOCOLS = ("smtp", "pop3", "imap", "outbound")
 SMTP_SERVERS = ("sink", "postfix", "mailwright")
 POP3_SERVERS = ("dovecot", "mailwright")
 IMAP_SERVERS = ("dovecot", "mailwright")
@@ -103,14 +108,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--quick",
         action="store_true",
         help="a first try: SMTP 2,000 messages per run, POP3 200 sessions per run, "
-        "IMAP 3,000 cycles or 15 s per run",
+        "IMAP 3,000 cycles or 15 s per run, outbound 1,000 messages per run",
     )
     p.add_argument(
         "--only",
         type=_only,
         default=list(SERVERS),
-        help="comma list of servers: mailwright, postfix, sink (SMTP), dovecot (POP3, IMAP); "
-        "default: all",
+        help="comma list of servers: mailwright, postfix, sink (SMTP, outbound), "
+        "dovecot (POP3, IMAP); default: all",
     )
     p.add_argument("--mailwright", default=str(REPO / ".venv" / "bin" / "mailwright"))
     p.add_argument(
@@ -122,7 +127,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     g.add_argument("--messages", type=int, default=None, help="messages per run (default 20000)")
     g.add_argument("--sessions", type=_int_list, default=[1, 10, 50])
     g.add_argument("--recipients", type=_int_list, default=[1, 5])
-    g.add_argument("--size", type=int, default=5120, help="message body bytes (default 5120)")
+    g.add_argument(
+        "--size",
+        type=int,
+        default=5120,
+        help="message body bytes (default 5120; outbound: whole message, about)",
+    )
     g.add_argument(
         "--reuse", action="store_true", help="several messages per connection (smtp-source -d)"
     )
@@ -207,7 +217,47 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=50,
         help="users the idle sessions are spread over (default 50)",
     )
+    g = p.add_argument_group("outbound (also --size, --timeout, --drain-timeout, --warmup)")
+    g.add_argument(
+        "--outbound-messages",
+        type=int,
+        default=None,
+        help="messages per timed run (default 10000; --quick 1000)",
+    )
+    g.add_argument(
+        "--outbound-sessions",
+        type=int,
+        default=10,
+        help="concurrent submission sessions, each logging in once (default 10)",
+    )
+    g.add_argument(
+        "--outbound-recipients",
+        type=int,
+        default=1,
+        help="recipients at remote.test per message (default 1)",
+    )
+    g.add_argument(
+        "--postfix-auth",
+        choices=outbound.AUTH_MODES,
+        default="dovecot",
+        help="dovecot: Postfix requires AUTH, checked by a private Dovecot's auth service "
+        "(default); none: Postfix relays for mynetworks and the generator skips AUTH",
+    )
+    g.add_argument(
+        "--no-pipelining",
+        action="store_true",
+        help="send MAIL, RCPT and DATA one at a time (default: pipelined when offered)",
+    )
     args = p.parse_args(argv)
+    if args.outbound_messages is None:
+        args.outbound_messages = 1000 if args.quick else 10000
+    if args.outbound_messages < 1 or args.outbound_sessions < 1:
+        p.error("--outbound-messages and --outbound-sessions must be ≥ 1")
+    if not 1 <= args.outbound_recipients <= 100:
+        p.error("--outbound-recipients between 1 and 100")
+    args.outbound_warmup = (
+        args.warmup if args.warmup is not None else min(200, args.outbound_messages // 10)
+    )
     if args.messages is None:
         args.messages = 2000 if args.quick else 20000
     if args.messages < 1 or args.size < 1:
@@ -301,6 +351,34 @@ def preflight_pop3(
         log(f"skipping {name}: {why}")
         servers.remove(name)
     return servers, skipped
+
+
+def preflight_outbound(args: argparse.Namespace) -> tuple[list[str], dict[str, str], str]:
+    """The outbound rows that can run here, why the others cannot, and Postfix's AUTH mode."""
+    servers = [s for s in args.only if s in outbound.SERVERS]
+    skipped: dict[str, str] = {}
+    auth = args.postfix_auth
+    if not os.access(SMTP_SINK, os.X_OK):
+        return [], {"all": f"{SMTP_SINK} (the remote MX) not found: apt-get install postfix"}, auth
+    if "postfix" in servers:
+        if not os.access(POSTFIX, os.X_OK):
+            skipped["postfix"] = "not installed (apt-get install postfix)"
+        elif os.geteuid() != 0:
+            skipped["postfix"] = "a private Postfix instance must be started as root"
+        elif auth == "dovecot" and not os.access(DOVECOT, os.X_OK):
+            log(
+                "Postfix: no Dovecot for SASL (apt-get install dovecot-core); it relays without AUTH"
+            )
+            auth = "none"
+    if "mailwright" in servers:
+        if not os.access(DNSMASQ, os.X_OK):
+            skipped["mailwright"] = "dnsmasq (its DNS) not installed (apt-get install dnsmasq-base)"
+        elif not _mailwright_works(args.mailwright):
+            skipped["mailwright"] = f"`{args.mailwright} --help` does not work"
+    for name, why in skipped.items():
+        log(f"skipping {name}: {why}")
+        servers.remove(name)
+    return servers, skipped, auth
 
 
 def _version(argv: list[str]) -> str:
@@ -564,6 +642,75 @@ def bench_imap(args: argparse.Namespace, servers: list[str], workdir: str) -> di
     }
 
 
+def bench_outbound(
+    args: argparse.Namespace, servers: list[str], workdir: str, auth: str
+) -> dict[str, Any]:
+    corpus_path = outbound.corpus_dir(workdir, args.size)
+    sizes = [p.stat().st_size for p in sorted(corpus_path.glob("*.eml"))]
+    settings = outbound.Settings(
+        messages=args.outbound_messages,
+        sessions=args.outbound_sessions,
+        recipients=args.outbound_recipients,
+        warmup=args.outbound_warmup,
+        timeout=args.timeout,
+        drain_timeout=args.drain_timeout,
+        password=PASSWORD,
+        corpus_dir=corpus_path,
+        pipelining=not args.no_pipelining,
+    )
+    runs: list[dict[str, Any]] = []
+    dns_info: dict[str, object] = {}
+    log(
+        f"outbound: {args.outbound_messages:,} messages, {args.outbound_sessions} sessions, "
+        f"{args.outbound_recipients} recipient(s) at {outbound.REMOTE_DOMAIN} each"
+    )
+    with contextlib.ExitStack() as stack:
+        # One remote MX (and one DNS) for the whole run: every server delivers to it.
+        sink = stack.enter_context(outbound.sink_for_run(workdir))
+        log(f"  remote MX: smtp-sink on 127.0.0.1:{sink.port}")
+        dns_port = 0
+        if "mailwright" in servers:
+            dns = stack.enter_context(
+                DnsmasqInstance(
+                    mx={outbound.REMOTE_DOMAIN: [(10, outbound.MX_HOST)]},
+                    a={outbound.MX_HOST: "127.0.0.1"},
+                    workdir=workdir,
+                )
+            )
+            dns_port = dns.port
+            dns_info = dns.describe()
+            log(f"  DNS: dnsmasq on 127.0.0.1:{dns.port}")
+        factories: dict[str, Callable[[], outbound.OutboundServer]] = {
+            "sink": lambda: outbound.direct(sink),
+            "postfix": lambda: outbound.PostfixRelay(sink.port, auth, PASSWORD, workdir=workdir),
+            "mailwright": lambda: outbound.MailwrightOutbound(
+                args.mailwright, dns_port, sink.port, workdir=workdir
+            ),
+        }
+        for name in outbound.SERVERS:
+            if name in servers:
+                row = "smtp-sink" if name == "sink" else name
+                runs.append(outbound.run_case(row, factories[name], sink, settings, log))
+        sink_info = sink.describe()
+        sink_received = sink.received()
+    return {
+        "settings": {
+            "messages": args.outbound_messages,
+            "sessions": args.outbound_sessions,
+            "recipients": args.outbound_recipients,
+            "message_size": round(sum(sizes) / len(sizes)),
+            "warmup": args.outbound_warmup,
+            "pipelining": not args.no_pipelining,
+            "postfix_auth": auth,
+            "servers": servers,
+        },
+        "sink": {**sink_info, "options": list(outbound.SINK_OPTIONS), "received": sink_received},
+        "dns": dns_info,
+        "filesystem": smtp.fs_type(workdir),
+        "runs": runs,
+    }
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     protocols = PROTOCOLS if args.protocol == "all" else (args.protocol,)
@@ -587,6 +734,14 @@ def main(argv: list[str]) -> int:
                     continue
                 doc["postfix_version"] = _version(["/usr/sbin/postconf", "-h", "mail_version"])
                 doc["smtp"] = bench_smtp(args, servers, workdir)
+            elif protocol == "outbound":
+                servers, skipped, auth = preflight_outbound(args)
+                if not servers:
+                    log("outbound: nothing to run")
+                    continue
+                doc["postfix_version"] = _version(["/usr/sbin/postconf", "-h", "mail_version"])
+                doc["outbound"] = bench_outbound(args, servers, workdir, auth)
+                doc["outbound"]["skipped"] = skipped
             else:
                 servers, skipped = preflight_pop3(args, workdir, protocol)
                 if not servers:

@@ -5,6 +5,10 @@ limits are overridden through ``MAILWRIGHT_SMTP__*`` environment variables; stor
 messages are counted by reading the SQLite ``placements`` table read-only. POP3 and
 IMAP settings come from ``MAILWRIGHT_POP3__*`` and ``MAILWRIGHT_IMAP__*`` variables
 too (``pop3_env``, ``imap_env``); an instance without them binds no POP3 or IMAP port.
+``submission=True`` adds a plaintext submission listener (the outbound bench; AUTH
+without TLS is allowed from loopback by default) and ``extra_env`` any further
+``MAILWRIGHT_*`` overrides (DNS, outbound port); the outbound queue is read from the
+``queue`` and ``events`` tables, read-only.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import sqlite3
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -72,6 +77,8 @@ class MailwrightInstance(ManagedInstance):
         max_connections: int = 5000,
         pop3: bool = False,
         imap: bool = False,
+        submission: bool = False,
+        extra_env: Mapping[str, str] | None = None,
     ) -> None:
         self.binary = binary
         self.recipients = recipients
@@ -82,6 +89,8 @@ class MailwrightInstance(ManagedInstance):
         self.port = net.free_port()  # SMTP
         self.pop3_port = net.free_port() if pop3 else None
         self.imap_port = net.free_port() if imap else None
+        self.submission_port = net.free_port() if submission else None
+        self.extra_env = dict(extra_env or {})
         self.proc: subprocess.Popen[bytes] | None = None
         self._db: sqlite3.Connection | None = None
         self._log = None
@@ -158,6 +167,9 @@ class MailwrightInstance(ManagedInstance):
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env["MAILWRIGHT_SMTP__LISTEN"] = f'["127.0.0.1:{self.port}"]'
+        if self.submission_port is not None:
+            env["MAILWRIGHT_SUBMISSION__LISTEN"] = f'["127.0.0.1:{self.submission_port}"]'
+            env["MAILWRIGHT_SUBMISSION__LISTEN_TLS"] = "[]"
         env.setdefault("MAILWRIGHT_SUBMISSION__LISTEN", "[]")
         env.setdefault("MAILWRIGHT_SUBMISSION__LISTEN_TLS", "[]")
         # Same footing as the Postfix instance, whose per-client limits are off.
@@ -165,6 +177,7 @@ class MailwrightInstance(ManagedInstance):
         env["MAILWRIGHT_SMTP__MAX_CONNECTIONS_PER_IP"] = str(self.max_connections)
         env.update(pop3_env(self.pop3_port, self.max_connections))
         env.update(imap_env(self.imap_port, self.max_connections))
+        env.update(self.extra_env)
         return env
 
     def start(self) -> None:
@@ -178,6 +191,8 @@ class MailwrightInstance(ManagedInstance):
         )
         try:
             net.wait_for_banner(self.port, timeout=30)
+            if self.submission_port is not None:
+                net.wait_for_banner(self.submission_port, timeout=30)
             if self.pop3_port is not None:
                 net.wait_for_greeting(self.pop3_port, prefix="+OK", timeout=30)
             if self.imap_port is not None:
@@ -213,6 +228,16 @@ class MailwrightInstance(ManagedInstance):
         row = self._database().execute("SELECT count(*) FROM placements").fetchone()
         return int(row[0])
 
+    def queued_count(self) -> int:
+        """Entries waiting in the outbound queue (one per remote recipient)."""
+        row = self._database().execute("SELECT count(*) FROM queue").fetchone()
+        return int(row[0])
+
+    def event_count(self, kind: str) -> int:
+        """Rows of one type in ``events`` ("delivered": one per recipient the remote took)."""
+        row = self._database().execute("SELECT count(*) FROM events WHERE type = ?", (kind,))
+        return int(row.fetchone()[0])
+
     def _database(self) -> sqlite3.Connection:
         if self._db is None:
             uri = f"file:{self.data_dir / 'mailwright.db'}?mode=ro"
@@ -240,7 +265,7 @@ class MailwrightInstance(ManagedInstance):
             version = self._cli("--version").strip()
         except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
             version = f"unknown ({e})"
-        return {
+        out: dict[str, object] = {
             "version": version,
             "port": self.port,
             "pop3_port": self.pop3_port,
@@ -248,6 +273,11 @@ class MailwrightInstance(ManagedInstance):
             "password_params": self.password_params(),
             "config": self.config.read_text(),
         }
+        if self.submission_port is not None:
+            out["submission_port"] = self.submission_port
+        if self.extra_env:
+            out["env"] = {k: v for k, v in self.extra_env.items() if "PASSWORD" not in k}
+        return out
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

@@ -324,9 +324,80 @@ def imap_goals(section: dict[str, Any]) -> list[str]:
     ]
 
 
+# -- outbound ------------------------------------------------------------------------
+def outbound_table(results: list[dict[str, Any]]) -> str:
+    rows = [
+        "| server | submitted msg/s | end-to-end msg/s | CPU s / 1k msg | client CPU s / 1k msg "
+        "| peak RSS MB (sum) | peak PSS MB |",
+        "|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    ordered = sorted(results, key=lambda r: ORDER.get(r["server"], 9))
+    by = {}
+    for r in ordered:
+        by[r["server"]] = r
+        name = r.get("label") or LABEL.get(r["server"], r["server"])
+        if r["server"] == "postfix" and r.get("auth"):
+            name += " (+ Dovecot auth)"
+        if "submitted_per_s" not in r:
+            rows.append(f"| {name} | failed: {_short(r['error'])} | | | | | |")
+            continue
+        note = f" (failed: {_short(r['error'], 60)})" if "error" in r else ""
+        rows.append(
+            f"| {name}{note} | {_num(r['submitted_per_s'])} | {_num(r['e2e_per_s'])} | "
+            f"{_num(r['cpu_per_1k'], 2)} | {_num(r['client_cpu_per_1k'], 2)} | "
+            f"{_num(r['peak_rss_mb'])} | {_num(r['peak_pss_mb'])} |"
+        )
+    mw, pf = by.get("mailwright"), by.get("postfix")
+    if mw and pf and "error" not in mw and "error" not in pf:
+        rows.append(
+            f"| **mailwright / Postfix** | {_ratio(mw['submitted_per_s'], pf['submitted_per_s'])} | "
+            f"{_ratio(mw['e2e_per_s'], pf['e2e_per_s'])} | "
+            f"{_ratio(mw['cpu_per_1k'], pf['cpu_per_1k'])} | | "
+            f"{_ratio(mw['peak_rss_mb'], pf['peak_rss_mb'])} | "
+            f"{_ratio(mw['peak_pss_mb'], pf['peak_pss_mb'])} |"
+        )
+    return "\n".join(rows)
+
+
+def outbound_notes(section: dict[str, Any]) -> list[str]:
+    st = section["settings"]
+    runs = section.get("runs", [])
+    mw = next((r for r in runs if r["server"] == "mailwright" and "error" not in r), None)
+    pf = next((r for r in runs if r["server"] == "postfix" and "error" not in r), None)
+    auth = st.get("postfix_auth", "?")
+    lines = [
+        f"Outbound: {st['messages']:,} messages of ~{st['message_size']:,} bytes over "
+        f"{st['sessions']} sessions (each: AUTH PLAIN once — not against the sink, which "
+        "offers no AUTH — then MAIL/RCPT/DATA, RSET between"
+        + (", pipelined" if st.get("pipelining") else "")
+        + f"), {st['recipients']} recipient(s) at remote.test each; the remote MX is "
+        "smtp-sink on 127.0.0.1 (no TLS, so no TLS on either side). mailwright: MX through "
+        "dnsmasq, DKIM signing on (its default), queue concurrency as shipped "
+        "(`[queue] max_per_destination`). Postfix: "
+        "`transport_maps` route to the sink (its resolver is the system's), "
+        + (
+            "AUTH through Dovecot SASL (`{PLAIN}` password), sender login map"
+            if auth == "dovecot"
+            else "**no AUTH** (relays for mynetworks; the generator skips AUTH for it)"
+        )
+        + ", no DKIM signing (stock Postfix has none), concurrency as shipped. "
+        f"Data on {section.get('filesystem', '?')} with each server's default fsync.",
+    ]
+    for name, why in section.get("skipped", {}).items():
+        lines += ["", f"{name}: skipped ({_short(why, 300)})"]
+    if mw and pf:
+        ratio = mw["e2e_per_s"] / pf["e2e_per_s"] if pf["e2e_per_s"] else 0
+        lines += [
+            "",
+            f"Target (issue): end-to-end ≥ 1.0x Postfix's: {ratio:.2f}x — "
+            + ("met." if ratio >= 1.0 else "not met."),
+        ]
+    return lines
+
+
 def _peers(doc: dict[str, Any]) -> str:
     peers = []
-    if "smtp" in doc:
+    if "smtp" in doc or "outbound" in doc:
         peers.append(f"Postfix {doc.get('postfix_version', '?')}")
     if "pop3" in doc or "imap" in doc:
         peers.append(f"Dovecot {doc.get('dovecot_version', '?')}")
@@ -417,4 +488,8 @@ def markdown(doc: dict[str, Any]) -> str:
         parts += [*imap_goals(i), ""]
         for name, why in i.get("skipped", {}).items():
             parts += [f"{name}: skipped ({_short(why, 300)})", ""]
+    o = doc.get("outbound", {})
+    if o:
+        notes = outbound_notes(o)
+        parts += [notes[0], "", outbound_table(o["runs"]), "", *notes[2:], ""]
     return "\n".join(parts)

@@ -7,7 +7,8 @@ check of the server's output — and the SMTP player. ``pop3_runner`` plays POP3
 
 The SMTP stack is the one the listener runs: ``ServerConnection`` (protocol) and
 ``SmtpSession`` (routing, policy, a real SQLite store in a temporary directory), driven
-by the same loop as ``serve.smtp.SmtpListener._serve`` minus sockets and sleeps.
+by the same loop as ``serve.smtp.SmtpListener._serve`` minus sockets and sleeps. By
+default the session has the port-25 role and its client is 192.0.2.1 (not loopback).
 
 File format (CONVENTIONS.md "Transcript format"), plus additions:
     # smtp/name.txt — RFC ...: what it shows      (first line)
@@ -22,6 +23,29 @@ File format (CONVENTIONS.md "Transcript format"), plus additions:
     S: text        the next server line, exactly
     S~ regex       the next server line matches
     S* regex       zero or more server lines that match
+SMTP only:
+    @submission                    the session is a submission one (RFC 6409: AUTH PLAIN and
+                                   LOGIN with the real ``Authenticator`` over the store, MAIL
+                                   only once authenticated, Message-ID and Date added);
+                                   ``submission.*`` settings apply (``@config``). AUTH without
+                                   TLS is refused (538) to a client that is not loopback,
+                                   unless ``@config submission.allow_plaintext="always"``
+    @peer IP                       the client's address (default 192.0.2.1)
+    @handshake                     here the client does the TLS handshake that STARTTLS (with
+                                   ``@tls``) announced, as ``SmtpListener._start_tls`` runs it;
+                                   STARTTLS accepted with no @handshake after it: the client
+                                   hangs up
+    @config smtp.trusted_networks=["192.0.2.0/24"]   relay without AUTH from those networks
+                                   (also ``submission.KEY=`` and ``auth.KEY=``)
+    @expect-queued N [ADDRESS...]  the outbound queue holds N recipients (these, in any order)
+    @expect-queue ADDRESS COLUMN=VALUE...   ADDRESS's queue entry has these values (text;
+                                   ``None`` for NULL), e.g. ``notify=SUCCESS,FAILURE``
+  A SASL response after a 334 is a client line like any other: the machine decides whether
+  a line is a command or a response only once it has answered the line before, so the
+  pipelined play (which no real client does across a 334) sees the same exchange. In a
+  submission play's stored messages the Message-ID the server adds reads
+  ``<QID.RANDOM@mx.example.test>`` and a Date in the fix-up's form (UTC, ``+0000``) reads
+  ``Date: DATE``: both differ from play to play.
 Every account's password is "secret" (a real argon2id hash, made at test cost).
 Every transcript is played three ways — whole lines, byte by byte, everything at once —
 and the server's output must be the same each time. A ``@handshake`` (the client's
@@ -57,7 +81,7 @@ from argon2 import PasswordHasher
 from mailwright.app import auth_limits
 from mailwright.config import Config, parse_config
 from mailwright.intake.routing import Router
-from mailwright.intake.smtp import Peer, SmtpSession, limits_from
+from mailwright.intake.smtp import Peer, Relay, SmtpSession, Submission, limits_from
 from mailwright.policy.auth import Authenticator, AuthThrottle, LoginCache
 from mailwright.proto.smtp import events as ev
 from mailwright.proto.smtp.server import ServerConnection
@@ -98,8 +122,14 @@ _IMAP = {
     "expect-count",
 }
 # The directives each protocol's files may use, and the config sections they may set.
-DIRECTIVES = {"smtp": _COMMON | {"alias"}, "pop3": _COMMON | _POP3, "imap": _COMMON | _IMAP}
-CONFIG_SECTIONS = {"smtp": {"smtp"}, "pop3": {"pop3", "auth"}, "imap": {"imap", "auth"}}
+_SMTP = {"alias", "submission", "peer", "handshake", "expect-queued", "expect-queue"}
+DIRECTIVES = {"smtp": _COMMON | _SMTP, "pop3": _COMMON | _POP3, "imap": _COMMON | _IMAP}
+CONFIG_SECTIONS = {
+    "smtp": {"smtp", "submission", "auth"},
+    "pop3": {"pop3", "auth"},
+    "imap": {"imap", "auth"},
+}
+SMTP_PEER = "192.0.2.1"  # the SMTP client's address when no @peer names one
 # Directives that end a phase of the client's bytes (``Gate``); the rest of the line is
 # the gate's text, for the player.
 GATES = {"handshake", "compress", "meanwhile", "during-idle"}
@@ -126,6 +156,8 @@ class Transcript:
     tls: bool = False  # TLS is available (STARTTLS / STLS offered)
     implicit_tls: bool = False  # the connection is TLS from the start (port 995's role)
     peer: str = "127.0.0.1"
+    peer_given: bool = False  # a @peer line named it
+    submission: bool = False  # SMTP: a submission session (@submission)
     # Made before the session: messages (address, mailbox, data), mailboxes (address, name),
     # quotas (address, octets), flags (address, mailbox, UID, flags).
     messages: list[tuple[str, str, bytes]] = field(default_factory=list)
@@ -143,6 +175,8 @@ class Transcript:
     stored: list[tuple[str, int]] = field(default_factory=list)
     bodies: list[tuple[str, bytes]] = field(default_factory=list)
     copies: int | None = None
+    queued: tuple[int, list[str]] | None = None  # @expect-queued N [ADDRESS...]
+    queue_checks: list[tuple[str, dict[str, str]]] = field(default_factory=list)
 
 
 def _address_bytes(rest: str) -> tuple[str, bytes]:
@@ -202,6 +236,13 @@ def parse(path: Path, protocol: str = "smtp") -> Transcript:
                     t.implicit_tls = True
                 case "peer":
                     t.peer = args[0]
+                    t.peer_given = True
+                case "submission":
+                    t.submission = True
+                case "expect-queued":
+                    t.queued = (int(args[0]), args[1:])
+                case "expect-queue":
+                    t.queue_checks.append((args[0], dict(a.partition("=")[::2] for a in args[1:])))
                 case "message":
                     t.messages.append(mailbox_bytes(rest))
                 case "mailbox":
@@ -490,11 +531,26 @@ def count_messages(store: SqliteStore) -> int:
     return int(count)
 
 
+# The queue's columns an SMTP play reports (none that differs from play to play).
+QUEUE_COLUMNS = ("recipient", "sender", "domain", "notify", "orcpt", "envid", "ret", "smtputf8")
+
+
+def queue_rows(store: SqliteStore) -> list[dict[str, str]]:
+    """The outbound queue's entries, by recipient: each column as text (NULL: "None")."""
+    with closing(sqlite3.connect(store.data_dir / DB_FILE)) as db:
+        rows = db.execute(f"SELECT {', '.join(QUEUE_COLUMNS)} FROM queue").fetchall()
+    return sorted(
+        ({c: str(v) for c, v in zip(QUEUE_COLUMNS, row, strict=True)} for row in rows),
+        key=lambda r: r["recipient"],
+    )
+
+
 @dataclass
 class Outcome:
     output: bytes
     stored: dict[str, list[bytes]]
     copies: int
+    queue: list[dict[str, str]] = field(default_factory=list)  # SMTP plays: queue_rows
 
 
 async def outcome(store: SqliteStore, t: Transcript, output: bytes) -> Outcome:
@@ -511,23 +567,43 @@ async def outcome(store: SqliteStore, t: Transcript, output: bytes) -> Outcome:
     return Outcome(output, stored, count_messages(store))
 
 
+_ADDED_MESSAGE_ID = re.compile(rb"<\w{14}\.[0-9a-f]{12}@" + re.escape(HOSTNAME.encode()) + rb">")
+_ADDED_DATE = re.compile(
+    rb"\r\nDate: [A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d \+0000\r\n"
+)
+
+
+def _fixed_up(data: bytes) -> bytes:
+    """A stored message with the Message-ID and Date a submission adds made stable."""
+    data = _ADDED_MESSAGE_ID.sub(b"<QID.RANDOM@" + HOSTNAME.encode() + b">", data)
+    return _ADDED_DATE.sub(b"\r\nDate: DATE\r\n", data)
+
+
 async def play(t: Transcript, mode: str, tmp: Path) -> Outcome:
     """One SMTP play."""
     store = SqliteStore(tmp)
     try:
         await populate(store, t)
-        config = config_of(t, tmp).smtp
+        full = config_of(t, tmp)
+        config = full.smtp
+        submission = None
+        if t.submission:
+            sub = full.submission
+            submission = Submission(authenticator(store, full), sub.allow_plaintext, sub.sign_dkim)
+        ip = t.peer if t.peer_given else SMTP_PEER
         session = SmtpSession(
             hostname=HOSTNAME,
             config=config,
             router=Router(store, config.subaddress_delimiter, hostname=HOSTNAME),
             messages=store,
-            peer=Peer("192.0.2.1", 4242, "transcript"),
+            peer=Peer(ip, 4242, "transcript"),
             tls_available=t.tls,
+            submission=submission,
+            relay=Relay.from_config(config),
         )
-        machine = ServerConnection(limits_from(config))
+        machine = ServerConnection(limits_from(config, submission=t.submission))
         out = bytearray(machine.send_unsolicited(session.greeting()))
-        channel = MemoryChannel(t, mode)
+        channel = MemoryChannel(t, mode, peer=(ip, 4242))
         try:
             while True:
                 event = machine.next_event()
@@ -541,9 +617,23 @@ async def play(t: Transcript, mode: str, tmp: Path) -> Outcome:
                 reply = await session.handle(event)
                 if reply is not None:
                     out += machine.send(reply)
+                    if isinstance(event, ev.StartTls) and reply.code == 220:
+                        # As SmtpListener._start_tls: what the client pipelined behind
+                        # STARTTLS is dropped, then the handshake (the next phase).
+                        machine.discarded_plaintext += channel.discard_pending()
+                        try:
+                            info = await channel.upgrade_tls()
+                        except ConnectionResetError:
+                            break
+                        machine.tls_started()
+                        session.tls_started(info)
         finally:
             session.abort()
-        return await outcome(store, t, bytes(out))
+        result = await outcome(store, t, bytes(out))
+        if t.submission:
+            result.stored = {a: [_fixed_up(m) for m in ms] for a, ms in result.stored.items()}
+        result.queue = queue_rows(store)
+        return result
     finally:
         await store.close()
 
@@ -601,6 +691,7 @@ def run(path: Path, tmp: Path, protocol: str = "smtp", player: Player = play) ->
         stored = {a: [_same(m) for m in msgs] for a, msgs in o.stored.items()}
         expected = {a: [_same(m) for m in msgs] for a, msgs in first.stored.items()}
         assert stored == expected, f"{mode} play stored something else"
+        assert o.queue == first.queue, f"{mode} play queued something else"
     check(t, first.output)
     for address, count in t.stored:
         assert len(first.stored.get(address, [])) == count, (
@@ -613,6 +704,17 @@ def run(path: Path, tmp: Path, protocol: str = "smtp", player: Player = play) ->
         assert needle in first.stored[address][-1], (
             f"{address}: {needle!r} not in the stored message"
         )
+    if t.queued is not None:
+        count, addresses = t.queued
+        queued = [r["recipient"] for r in first.queue]
+        assert len(queued) == count, f"{len(queued)} recipients queued, expected {count}"
+        if addresses:
+            assert queued == sorted(addresses), f"queued: {queued}"
+    for address, columns in t.queue_checks:
+        entry = next((r for r in first.queue if r["recipient"] == address), None)
+        assert entry is not None, f"{address}: not queued"
+        for column, value in columns.items():
+            assert entry[column] == value, f"{address}: {column} is {entry[column]!r}"
 
 
 def transcript_files(directory: Path, known_bugs: dict[str, str]) -> list[object]:

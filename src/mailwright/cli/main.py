@@ -9,12 +9,12 @@ import os
 import re
 import secrets
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from mailwright import __version__
-from mailwright.config import ENV_CONFIG, Config, load_config
+from mailwright.config import ENV_CONFIG, load_config
 from mailwright.core.address import Address, AddressError
 from mailwright.core.errors import ConfigError, MailwrightError
 from mailwright.core.log import configure as configure_logging
@@ -25,7 +25,15 @@ from mailwright.store.sqlite import SqliteStore
 if TYPE_CHECKING:  # dkimpy is imported only by the commands that sign or print keys
     from mailwright.message.dkim import DkimKey
 
-T = TypeVar("T")
+from mailwright.cli.common import (
+    CliError,
+    _address,
+    _config_path,
+    _load,
+    _run,
+    _with_store,
+)
+
 CONFIG_NAME = "mailwright.toml"
 DEMO_PASSWORD_FILE = "demo-password.txt"
 
@@ -80,32 +88,6 @@ level = "info"
 """
 
 
-class CliError(Exception):
-    pass
-
-
-def _run(coro: Awaitable[T]) -> T:
-    return asyncio.run(coro)  # type: ignore[arg-type]
-
-
-def _config_path(args: argparse.Namespace) -> Path:
-    path = args.config or os.environ.get(ENV_CONFIG)
-    if not path:
-        raise CliError(f"no configuration: pass --config FILE or set {ENV_CONFIG}")
-    return Path(path)
-
-
-def _load(args: argparse.Namespace) -> Config:
-    return load_config(_config_path(args))
-
-
-def _address(text: str) -> str:
-    try:
-        return Address.parse(text.strip(), utf8=True).key
-    except AddressError as exc:
-        raise CliError(f"bad address {text!r}: {exc}") from None
-
-
 def _domain(text: str) -> str:
     try:
         return Address.parse(f"postmaster@{text.strip()}", utf8=True).domain
@@ -148,14 +130,6 @@ def _read_password(args: argparse.Namespace) -> str:
     if not password:
         raise CliError("empty password")
     return password
-
-
-async def _with_store(config: Config, fn: Callable[[SqliteStore], Awaitable[T]]) -> T:
-    store = await asyncio.to_thread(SqliteStore, Path(config.data_dir), sweep=False)
-    try:
-        return await fn(store)
-    finally:
-        await store.close()
 
 
 # -- commands ------------------------------------------------------------------

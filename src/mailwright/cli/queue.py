@@ -14,7 +14,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mailwright.cli.main import CliError, _address, _load, _run, _with_store
+from mailwright.cli.common import CliError, _address, _load, _run, _with_store
 from mailwright.config import Config
 from mailwright.intake.pipeline import Pipeline
 from mailwright.intake.routing import Router

@@ -27,7 +27,7 @@ from mailwright.policy.auth import Authenticator, plaintext_allowed
 from mailwright.policy.recipient import RecipientFacts, check_recipient
 from mailwright.policy.sasl import SaslExchange
 from mailwright.policy.verdict import Accept, Defer, Reject
-from mailwright.proto.sasl.mechanism import Credentials
+from mailwright.proto.sasl.mechanism import Credentials, Failure
 from mailwright.proto.smtp import events as ev
 from mailwright.proto.smtp import replies
 from mailwright.proto.smtp.server import (
@@ -275,7 +275,17 @@ class SmtpSession:
         if isinstance(outcome, str):
             return Reply(334, None, outcome)
         self._sasl = None
-        if not isinstance(outcome, Credentials):
+        if isinstance(outcome, Failure):
+            log_event(
+                log,
+                logging.INFO,
+                "auth.refused",
+                conn=self.peer.conn_id,
+                client=self.peer.ip,
+                reason=outcome.reason,
+            )
+            return replies.AUTH_UNDECODABLE if outcome.undecodable else replies.AUTH_INVALID
+        if not isinstance(outcome, Credentials):  # pragma: no cover - str handled above
             return replies.AUTH_UNDECODABLE
         sub = self.submission
         if sub is None:  # pragma: no cover - AUTH is offered only with a submission

@@ -46,9 +46,12 @@ class Credentials:
 
 @dataclass(frozen=True, slots=True)
 class Failure:
-    """The exchange failed; ``reason`` is for the log, never for the client."""
+    """The exchange failed; ``reason`` is for the log, never for the client.
+    ``undecodable``: the client's line was not base64 at all (RFC 4954 §4 answers that
+    501 5.5.2, and a decoded response that is refused 535 5.7.8)."""
 
     reason: str
+    undecodable: bool = False
 
 
 Step = Challenge | Credentials | Failure
@@ -65,15 +68,15 @@ def decode_response(text: str | bytes, *, initial: bool = False) -> bytes | Fail
     if initial and raw == b"=":
         return b""
     if initial and not raw:
-        return Failure("empty initial response (send '=' for an empty one)")
+        return Failure("empty initial response (send '=' for an empty one)", undecodable=True)
     try:
         data = base64.b64decode(raw, validate=True)
     except binascii.Error:
-        return Failure("response is not valid base64")
+        return Failure("response is not valid base64", undecodable=True)
     # b64decode takes "QR==" for "QQ==": only the one canonical spelling is accepted, so
     # that one response has one meaning.
     if base64.b64encode(data) != raw:
-        return Failure("response is not canonical base64")
+        return Failure("response is not canonical base64", undecodable=True)
     return data
 
 

@@ -67,7 +67,9 @@ def insert_events(c: sqlite3.Connection, events: Sequence[MailEvent]) -> None:
                 e.message_id.strip().strip("<>"),
                 e.recipient,
                 e.type,
-                json.dumps(dict(e.detail), ensure_ascii=False, sort_keys=True),
+                json.dumps(dict(e.detail), ensure_ascii=False, sort_keys=True)
+                if e.detail
+                else "{}",
             )
             for e in events
         ],
