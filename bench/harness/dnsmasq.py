@@ -127,6 +127,9 @@ class DnsmasqInstance:
                     f"--listen-address={self.address}",
                     "--bind-interfaces",
                     f"--port={self.port}",
+                    # Records with a TTL as real MX and A records have (dnsmasq's default
+                    # for its own records is 0, which no real zone uses).
+                    "--local-ttl=300",
                     "--pid-file=",
                     "--log-facility=-",  # to stderr: our log file
                 ],

@@ -84,6 +84,9 @@ class QueueConfig:
     batch: int = 200  # entries claimed at once
     lease: float = 1200.0  # longer than one delivery attempt can take
     poll_interval: float = 5.0  # looks for entries queued by other processes this often
+    # An outbound session is kept open this long after its last message, for the next
+    # ones to the same destination; 0: QUIT at once.
+    connection_cache_time: float = 2.0
 
     def __post_init__(self) -> None:
         if not self.retry_schedule or any(v <= 0 for v in self.retry_schedule):
@@ -95,8 +98,9 @@ class QueueConfig:
                 raise ConfigError(f"queue.{name}", "must be greater than zero")
         if self.poll_interval <= 0:
             raise ConfigError("queue.poll_interval", "must be greater than zero")
-        if self.delay_warning < 0:
-            raise ConfigError("queue.delay_warning", "must not be negative")
+        for name in ("delay_warning", "connection_cache_time"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"queue.{name}", "must not be negative")
 
 
 @dataclass(frozen=True, slots=True)

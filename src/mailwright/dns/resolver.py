@@ -34,6 +34,7 @@ from mailwright.core.errors import ConfigError
 from mailwright.core.log import event
 
 log = logging.getLogger("mailwright.dns")
+_CACHE_SIZE = 10_000  # names
 
 
 class MxStatus(Enum):
@@ -141,6 +142,7 @@ class DnsResolver:
         lifetime: float = 20.0,
         prefer_ipv6: bool = False,
         rng: random.Random | None = None,
+        cache: bool = True,
     ) -> None:
         if nameservers:
             resolver = dns.asyncresolver.Resolver(configure=False)
@@ -156,6 +158,9 @@ class DnsResolver:
         resolver.timeout = timeout
         resolver.lifetime = lifetime
         resolver.retry_servfail = False  # a SERVFAIL is an answer: "try later"
+        # Answers are kept for their TTL: a busy queue asks for the same MX and A records
+        # over and over (the system's stub resolver may have no cache at all).
+        resolver.cache = dns.resolver.LRUCache(_CACHE_SIZE) if cache else None
         self._resolver = resolver
         self._prefer_ipv6 = prefer_ipv6
         self._rng = rng if rng is not None else random.Random()

@@ -23,7 +23,6 @@ from mailwright.message.dsn import DeliveryReport, RecipientStatus, build_dsn, n
 from mailwright.message.fixup import HeaderFixup
 from mailwright.message.scan import MessageScanner
 from mailwright.store.api import (
-    BlobWriter,
     DeliveryResult,
     MailEvent,
     Messages,
@@ -64,15 +63,24 @@ class Pipeline:
             return ()
         return self.dkim_keys(sender.domain.lower())
 
-    async def sign(self, tx: Transaction, blob_bytes: bytes) -> None:
-        """DKIM-sign ``tx``'s message for its sender's domain, when the domain has keys
-        and the message leaves the server; the signature is sent before the stored bytes
+    def hasher(self, tx: Transaction) -> dkim.MessageHasher | None:
+        """What ``tx`` needs to be signed as it streams: only a message that leaves the
+        server, from a local domain with keys."""
+        if not tx.remote or not self.keys_for(tx.sender):
+            return None
+        return dkim.MessageHasher(self.max_header_size)
+
+    async def sign(self, tx: Transaction) -> None:
+        """DKIM-sign ``tx``'s message for its sender's domain (its header and body hash
+        were taken as it streamed); the signature is sent before the stored bytes
         (``Outbound.prefix``), so local copies do not carry it."""
         keys = self.keys_for(tx.sender)
-        if not keys or not tx.remote:
+        hashed = tx.dkim
+        if not keys or not tx.remote or hashed is None or hashed.header is None:
             return
+        header, body_hash = hashed.header, hashed.body.digest()
         try:
-            tx.prefix = await asyncio.to_thread(dkim.sign, blob_bytes, keys)
+            tx.prefix = await asyncio.to_thread(dkim.sign_parts, header, body_hash, keys)
         except Exception as exc:
             # Boundary: a key that cannot sign must not stop the mail; the log says so.
             log_event(log, logging.ERROR, "dkim.sign_failed", queue_id=tx.queue_id, error=str(exc))
@@ -124,11 +132,16 @@ class Pipeline:
             if submission
             else None
         )
-        tx.begin(self.messages, self.scanner(utf8=True), prefix, fixup)
+        tx.begin(
+            self.messages,
+            self.scanner(utf8=True),
+            prefix,
+            fixup,
+            self.hasher(tx) if submission else None,
+        )
         tx.write(data)
         tx.problem()
-        if submission and tx.blob is not None:
-            await self.sign(tx, blob_content(tx.blob))
+        await self.sign(tx)
         result = await tx.commit(self.messages, tx.events({"source": source}))
         if result.queued:
             self.on_queued()
@@ -196,8 +209,3 @@ class Pipeline:
             max_mime_depth=self.max_mime_depth,
             ascii_headers=not utf8,
         )
-
-
-def blob_content(blob: BlobWriter) -> bytes:
-    """The bytes written to ``blob`` so far (for signing before the commit)."""
-    return blob.getvalue()

@@ -16,7 +16,7 @@ from mailwright.config import SmtpConfig
 from mailwright.core.address import Address
 from mailwright.core.log import event as log_event
 from mailwright.core.reply import Reply
-from mailwright.intake.pipeline import Pipeline, blob_content
+from mailwright.intake.pipeline import Pipeline
 from mailwright.intake.routing import Router
 from mailwright.intake.transaction import Recipient, Transaction
 from mailwright.message import trace
@@ -425,7 +425,11 @@ class SmtpSession:
                 queue_id=tx.queue_id,
                 max_hold=self.config.max_header_size,
             )
-        tx.begin(self.messages, scanner, prefix, fixup)
+        sub = self.submission
+        signing = sub is not None and sub.sign_dkim
+        tx.begin(
+            self.messages, scanner, prefix, fixup, self.pipeline.hasher(tx) if signing else None
+        )
 
     async def _end_of_data(self, event: ev.EndOfData) -> Reply:
         tx = self.tx
@@ -442,10 +446,8 @@ class SmtpSession:
             self._finish(tx, reply)
             return reply
         size = tx.blob.size if tx.blob is not None else 0
-        sub = self.submission
-        signing = sub is not None and sub.sign_dkim and bool(tx.remote)
-        if signing and tx.blob is not None and self.pipeline.keys_for(tx.sender):
-            await self.pipeline.sign(tx, blob_content(tx.blob))
+        if tx.dkim is not None:
+            await self.pipeline.sign(tx)
         received = {
             "client": self.peer.ip,
             "helo": self.helo or "",

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from mailwright.core.address import Address
 from mailwright.core.ids import new_queue_id
+from mailwright.message.dkim import MessageHasher
 from mailwright.message.fixup import HeaderFixup
 from mailwright.message.scan import MessageProblem, MessageScanner
 from mailwright.store.api import (
@@ -45,6 +46,7 @@ class Transaction:
     blob: BlobWriter | None = None
     scanner: MessageScanner | None = None
     fixup: HeaderFixup | None = None  # submission: Message-ID and Date when missing
+    dkim: MessageHasher | None = None  # to be DKIM-signed: its header and body hash
     received_at: int = 0
     octets: int = 0  # body octets received from the client (after dot-unstuffing)
     envid: str | None = None  # RFC 3461, decoded
@@ -70,12 +72,14 @@ class Transaction:
         scanner: MessageScanner,
         prefix: bytes,
         fixup: HeaderFixup | None = None,
+        dkim: MessageHasher | None = None,
     ) -> None:
-        """Start the body: ``prefix`` is the trace headers we add."""
+        """Start the body: ``prefix`` is the trace headers we add (not signed)."""
         self.blob = messages.new_blob()
         self.blob.write(prefix)
         self.scanner = scanner
         self.fixup = fixup
+        self.dkim = dkim
         self.received_at = int(time.time())
 
     def write(self, data: bytes) -> None:
@@ -85,13 +89,20 @@ class Transaction:
         self.scanner.feed(data)
         if self.fixup is not None:
             data = self.fixup.feed(data)
+        if self.dkim is not None:
+            self.dkim.update(data)
         self.blob.write(data)
 
     def problem(self) -> MessageProblem | None:
         if self.scanner is None:
             return None
         if self.fixup is not None and self.blob is not None:
-            self.blob.write(self.fixup.close())
+            rest = self.fixup.close()
+            if self.dkim is not None:
+                self.dkim.update(rest)
+            self.blob.write(rest)
+        if self.dkim is not None:
+            self.dkim.close()
         self.scanner.close()
         return self.scanner.problem
 

@@ -225,6 +225,92 @@ def _header_list(headers: Sequence[tuple[bytes, bytes]]) -> list[bytes]:
     return [*listed, b"from"]
 
 
+_WSP_RUN = re.compile(rb"[\t ]+")
+
+
+class BodyHash:
+    """The SHA-256 of a body in relaxed canonical form (RFC 6376 §3.4.4), fed in pieces:
+    whitespace runs become one space, whitespace at the end of a line goes, empty lines
+    at the end go, and a non-empty body ends with one CRLF (as dkimpy computes it, so
+    its verifier agrees). Memory: one line."""
+
+    def __init__(self) -> None:
+        self._sha = hashlib.sha256()
+        self._partial = b""
+        self._blank = 0  # empty lines seen but not yet known not to be the last ones
+
+    def update(self, data: bytes) -> None:
+        lines = (self._partial + data).split(b"\r\n")
+        self._partial = lines.pop()
+        for line in lines:
+            self._line(_WSP_RUN.sub(b" ", line).rstrip(b" "))
+
+    def _line(self, text: bytes) -> None:
+        if not text:
+            self._blank += 1
+            return
+        if self._blank:
+            self._sha.update(b"\r\n" * self._blank)
+            self._blank = 0
+        self._sha.update(text + b"\r\n")
+
+    def digest(self) -> bytes:
+        """The base64 bh= value. Call once, after the last ``update``."""
+        if self._partial:
+            # A last line without CRLF keeps its trailing space (only WSP before a CRLF
+            # is removed) and gets the CRLF a non-empty body ends with.
+            text = _WSP_RUN.sub(b" ", self._partial)
+            self._partial = b""
+            if self._blank:
+                self._sha.update(b"\r\n" * self._blank)
+                self._blank = 0
+            self._sha.update(text + b"\r\n")
+        return base64.b64encode(self._sha.digest())
+
+
+class MessageHasher:
+    """A message fed in pieces, for signing once it is complete: keeps its header section
+    (at most ``max_header`` octets; beyond that, nothing to sign) and hashes its body."""
+
+    def __init__(self, max_header: int) -> None:
+        self._max = max_header
+        self._head = bytearray()
+        self._in_header = True
+        self._gave_up = False
+        self.body = BodyHash()
+        self.header: bytes | None = None  # the header fields, each ending in CRLF
+
+    def update(self, data: bytes) -> None:
+        if not self._in_header:
+            if not self._gave_up:
+                self.body.update(data)
+            return
+        self._head += data
+        if self._head.startswith(b"\r\n"):
+            end = 0
+        else:
+            i = self._head.find(b"\r\n\r\n")
+            end = -1 if i < 0 else i + 2
+        if end < 0 and len(self._head) <= self._max:
+            return
+        self._in_header = False
+        if end < 0 or end > self._max:
+            self._head = bytearray()  # too big to sign: hash nothing more
+            self._gave_up = True
+            return
+        self.header = bytes(self._head[:end])
+        self.body.update(bytes(self._head[end + 2 :]))
+        self._head = bytearray()
+
+    def close(self) -> None:
+        """At the end of the message (one that is all header has no blank line)."""
+        if self._in_header and self._head and len(self._head) <= self._max:
+            head = bytes(self._head)
+            self.header = head if head.endswith(b"\r\n") else head + b"\r\n"
+        self._in_header = False
+        self._head = bytearray()
+
+
 def sign(message: bytes, keys: Sequence[DkimKey], *, timestamp: int | None = None) -> bytes:
     """The DKIM-Signature header fields to prepend to ``message``, one per key.
 
@@ -234,8 +320,23 @@ def sign(message: bytes, keys: Sequence[DkimKey], *, timestamp: int | None = Non
     """
     if not keys:
         return b""
+    hasher = MessageHasher(len(message))
+    hasher.update(message)
+    hasher.close()
+    if hasher.header is None:
+        raise DkimError("cannot sign: no header section")
+    return sign_parts(hasher.header, hasher.body.digest(), keys, timestamp=timestamp)
+
+
+def sign_parts(
+    header: bytes, body_hash: bytes, keys: Sequence[DkimKey], *, timestamp: int | None = None
+) -> bytes:
+    """``sign`` for a message whose body was hashed as it streamed (``MessageHasher``):
+    ``header`` is its header section, ``body_hash`` the bh= value."""
+    if not keys:
+        return b""
     try:
-        signer = dkim.DKIM(message, linesep=b"\r\n")
+        signer = dkim.DKIM(header + b"\r\n", linesep=b"\r\n")
     except dkim.DKIMException as exc:
         raise DkimError(f"cannot sign: {exc}") from None
     headers: list[tuple[bytes, bytes]] = signer.headers
@@ -246,7 +347,6 @@ def sign(message: bytes, keys: Sequence[DkimKey], *, timestamp: int | None = Non
     policy = CanonicalizationPolicy.from_c_value(_RELAXED)
     # Both algorithms hash with SHA-256 over the same canonical body (RFC 8463 §3),
     # so the body hash is computed once.
-    body_hash = base64.b64encode(hashlib.sha256(policy.canonicalize_body(signer.body)).digest())
     when = str(int(time.time()) if timestamp is None else timestamp).encode("ascii")
     out: list[bytes] = []
     for key in keys:

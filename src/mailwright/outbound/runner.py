@@ -59,6 +59,7 @@ log = logging.getLogger("mailwright.queue")
 # Stages at which a failure is the host's, not a recipient's: try the next host.
 _HOST_STAGES = frozenset({"connect", "greeting", "ehlo", "starttls", "auth", "mail"})
 EXPIRED_STATUS = "4.4.7"  # RFC 3463: delivery time expired
+_GATHER = 0.05  # seconds between a wake-up and the claim it causes
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,11 +126,17 @@ class QueueRunner:
         self._all = asyncio.Semaphore(config.queue.max_deliveries)
         self._per_domain: dict[str, asyncio.Semaphore] = {}
         self._claimed: set[int] = set()  # entry ids in flight here
+        # Open sessions between deliveries, by destination: the next messages to the same
+        # place reuse one instead of a lookup, a connect, a greeting and an EHLO (Postfix's
+        # connection cache does the same).
+        self._pool: dict[str, list[tuple[Connection, float]]] = {}
+        self._reaper: asyncio.Task[None] | None = None
 
     # -- life ----------------------------------------------------------------------------
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="queue-runner")
+        self._reaper = asyncio.create_task(self._reap(), name="queue-connection-reaper")
 
     def wake(self) -> None:
         """New entries were queued in this process: look now, not at the next poll."""
@@ -150,6 +157,50 @@ class QueueRunner:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending)
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        await self._close_idle(float("inf"))
+
+    # -- the connection cache ------------------------------------------------------------
+
+    def _take(self, key: str) -> Connection | None:
+        idle = self._pool.get(key)
+        now = time.monotonic()
+        while idle:
+            conn, until = idle.pop()
+            if conn.usable and until > now:
+                return conn
+            conn.abort()
+        return None
+
+    async def _give(self, key: str, conn: Connection) -> None:
+        keep = self.config.queue.connection_cache_time
+        if self._stopping or keep <= 0 or not conn.usable:
+            await conn.quit()
+            return
+        self._pool.setdefault(key, []).append((conn, time.monotonic() + keep))
+
+    async def _close_idle(self, older_than: float) -> None:
+        """QUIT the cached sessions whose time is up (all, with ``inf``)."""
+        now = time.monotonic()
+        for key in list(self._pool):
+            keep: list[tuple[Connection, float]] = []
+            gone: list[tuple[Connection, float]] = []
+            for conn, until in self._pool[key]:
+                (gone if until <= now or older_than == float("inf") else keep).append((conn, until))
+            if keep:
+                self._pool[key] = keep
+            else:
+                del self._pool[key]
+            for conn, _ in gone:
+                await conn.quit()
+
+    async def _reap(self) -> None:
+        while True:
+            await asyncio.sleep(max(self.config.queue.connection_cache_time / 2, 0.2))
+            await self._close_idle(0)
 
     async def idle(self) -> None:
         """Wait until no delivery is in flight (tests, ``queue flush``)."""
@@ -175,6 +226,9 @@ class QueueRunner:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(delay, 0.05)):
                     await self._wake.wait()
+                    # Woken by a commit: let the commits of other sessions land too, so
+                    # one claim (one transaction) takes them all and they share sessions.
+                    await asyncio.sleep(_GATHER)
 
     async def run_once(self) -> int:
         """Claim what is due and start delivering it; returns how many entries."""
@@ -226,6 +280,12 @@ class QueueRunner:
 
     async def _attempt_domain(self, domain: str, attempts: list[_Attempt]) -> None:
         smart = self.config.outbound.smarthost
+        key = "[smarthost]" if smart.host else domain
+        cached = self._take(key)
+        if cached is not None:
+            await self._send_all(cached, key, attempts)
+            if not any(a.open_entries() for a in attempts):
+                return
         if smart.host:
             dest, settings = ClientSettings.for_smarthost(self.config)
             hosts: list[tuple[str, ClientSettings]] = [(dest.host, settings)]
@@ -260,7 +320,9 @@ class QueueRunner:
                 pending = [a for a in attempts if a.open_entries()]
                 if not pending:
                     break
-                got = await self._attempt_host(Destination(name, address, port), settings, pending)
+                got = await self._attempt_host(
+                    Destination(name, address, port), settings, key, pending
+                )
                 if got is not None:
                     problem = got
         for a in attempts:
@@ -269,7 +331,7 @@ class QueueRunner:
                 await self._settle(a)
 
     async def _attempt_host(
-        self, dest: Destination, settings: ClientSettings, attempts: list[_Attempt]
+        self, dest: Destination, settings: ClientSettings, key: str, attempts: list[_Attempt]
     ) -> Reply | None:
         """Send each message over one connection. Returns the host's problem when some
         recipients are left for the next host, else None."""
@@ -277,13 +339,21 @@ class QueueRunner:
             conn = await self.connect(dest, settings)
         except SessionError as exc:
             return exc.reply
+        return await self._send_all(conn, key, attempts)
+
+    async def _send_all(self, conn: Connection, key: str, attempts: list[_Attempt]) -> Reply | None:
+        """Send each message with open entries over ``conn``, then give it back to the
+        cache (or QUIT it). Returns the host's problem when recipients are left over."""
         problem: Reply | None = None
+        dest = conn.destination
         try:
             for a in attempts:
+                entries = a.open_entries()
+                if not entries:
+                    continue
                 if not conn.usable:
                     problem = problem or Reply(421, "4.4.2", f"connection to {dest} lost")
                     break
-                entries = a.open_entries()
                 content = await self._content(a.entries[0])
                 if content is None:  # the message vanished (deleted by an operator)
                     a.vanished = True
@@ -309,8 +379,10 @@ class QueueRunner:
                         a.results[e.id] = r
                 if not host_trouble:
                     await self._settle(a)
-        finally:
-            await conn.quit()
+        except BaseException:
+            conn.abort()
+            raise
+        await self._give(key, conn)
         return problem
 
     async def _content(self, entry: QueueEntry) -> MessageSource | None:

@@ -330,11 +330,6 @@ class BlobWriter(Protocol):
 
     def write(self, data: bytes) -> None: ...
 
-    def getvalue(self) -> bytes:
-        """Every byte written so far, read back (signing a message before its commit):
-        as large as the message, so only for messages whose size is bounded."""
-        ...
-
     def abort(self) -> None: ...
 
 

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mailwright.message.dkim import (
     SIGNED_HEADERS,
+    BodyHash,
     DkimError,
     DkimKey,
+    MessageHasher,
     ascii_domain,
     dns_record,
     generate_key,
@@ -292,3 +297,51 @@ def test_ascii_domain(given: str, expected: str) -> None:
 def test_ascii_domain_refuses_what_is_not_a_host_name(bad: str) -> None:
     with pytest.raises(DkimError):
         ascii_domain(bad)
+
+
+# -- the streaming body hash agrees with dkimpy's canonicalization -------------------------
+
+_BODY_PIECES = st.lists(
+    st.sampled_from([b"a", b"b c", b" ", b"\t", b"  \t ", b"\r\n", b"\r", b"\n", b"x\t\r\n"]),
+    max_size=40,
+)
+
+
+@given(pieces=_BODY_PIECES, cuts=st.lists(st.integers(min_value=0, max_value=200), max_size=6))
+def test_body_hash_matches_dkimpy_under_any_chunking(pieces: list[bytes], cuts: list[int]) -> None:
+    from dkim.canonicalization import CanonicalizationPolicy
+
+    body = b"".join(pieces)
+    expected = base64.b64encode(
+        hashlib.sha256(
+            CanonicalizationPolicy.from_c_value(b"relaxed/relaxed").canonicalize_body(body)
+        ).digest()
+    )
+    h = BodyHash()
+    last = 0
+    for cut in sorted(c for c in cuts if c <= len(body)):
+        h.update(body[last:cut])
+        last = cut
+    h.update(body[last:])
+    assert h.digest() == expected
+
+
+def test_message_hasher_splits_header_and_body_in_pieces() -> None:
+    message = b"From: a@example.test\r\nSubject: x\r\n\r\nbody  line \r\n\r\n\r\n"
+    for size in (1, 2, 7, len(message)):
+        h = MessageHasher(1000)
+        for i in range(0, len(message), size):
+            h.update(message[i : i + size])
+        h.close()
+        assert h.header == b"From: a@example.test\r\nSubject: x\r\n"
+        expected = BodyHash()
+        expected.update(b"body  line \r\n\r\n\r\n")
+        assert h.body.digest() == expected.digest()
+    h = MessageHasher(10)
+    h.update(b"From: a@example.test\r\nSubject: too long for ten\r\n\r\nbody\r\n")
+    h.close()
+    assert h.header is None  # too big to sign
+    h = MessageHasher(100)
+    h.update(b"From: a@example.test")
+    h.close()
+    assert h.header == b"From: a@example.test\r\n"  # all header, no CRLF at the end

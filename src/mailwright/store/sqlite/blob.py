@@ -49,12 +49,6 @@ class SqliteBlobWriter:
             self._memory = bytearray()
         self._file.write(data)
 
-    def getvalue(self) -> bytes:
-        if self._file is None or self._tmp_path is None:
-            return bytes(self._memory)
-        self._file.flush()
-        return self._tmp_path.read_bytes()
-
     def finish(self, name: str) -> None:
         """Make a spilled body durable under its final name (blocking: run off the loop)."""
         if self._file is None or self._tmp_path is None:
