@@ -52,6 +52,9 @@ class Router:
         self._ttl = cache_ttl
         self._clock = clock
         self._cache: dict[tuple[str, str | None], tuple[float, RecipientLookup]] = {}
+        # Domains that are not ours, so that mail to many addresses of one foreign domain
+        # (submission, relaying) costs one store lookup, not one per address.
+        self._foreign: dict[str, float] = {}
 
     async def _lookup(self, key: str, base: str | None) -> RecipientLookup:
         now = self._clock()
@@ -77,9 +80,17 @@ class Router:
     async def route(self, address: Address) -> Route:
         if address.is_bare_postmaster:
             return await self._route_postmaster()
+        domain = address.domain.lower()
+        until = self._foreign.get(domain)
+        if until is not None and until > self._clock():
+            return Route(local_domain=False)
         key, base = self.keys(address)
         lookup = await self._lookup(key, base)
         if not lookup.local_domain:
+            if self._ttl > 0:
+                if len(self._foreign) >= _CACHE_MAX:
+                    self._foreign.clear()
+                self._foreign[domain] = self._clock() + self._ttl
             return Route(local_domain=False)
         if lookup.account is not None:
             account = lookup.account

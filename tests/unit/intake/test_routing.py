@@ -80,6 +80,31 @@ def test_non_local_domain(tmp_path: Path) -> None:
     run(tmp_path, go)
 
 
+def test_a_foreign_domain_is_looked_up_once_for_many_addresses(tmp_path: Path) -> None:
+    class Counting:
+        def __init__(self, store: SqliteStore) -> None:
+            self.store = store
+            self.lookups = 0
+
+        async def lookup_recipient(self, key: str, base: str | None) -> object:
+            self.lookups += 1
+            return await self.store.lookup_recipient(key, base)
+
+    async def go(w: World) -> None:
+        now = [0.0]
+        counting = Counting(w.store)
+        router = Router(counting, clock=lambda: now[0])  # type: ignore[arg-type]
+        for n in range(5):
+            assert not (await router.route(Address.parse(f"u{n}@Remote.test"))).local_domain
+        assert counting.lookups == 1
+        now[0] += 6  # past the cache time: a domain added meanwhile is seen
+        await w.store.add_domain("remote.test")
+        assert (await router.route(Address.parse("u9@remote.test"))).local_domain
+        assert counting.lookups == 2
+
+    run(tmp_path, go)
+
+
 def test_unknown_local_user(tmp_path: Path) -> None:
     async def go(w: World) -> None:
         r = await route(w, "nobody@example.test")
