@@ -162,7 +162,13 @@ def test_trusted_networks_relay_without_auth(tmp_path: Path) -> None:
         with smtplib.SMTP(srv.host, srv.port, timeout=10) as smtp:
             refused = smtp.sendmail("app@remote.test", ["someone@remote.test"], MESSAGE)
             assert refused == {}
-        assert [r[2] for r in queued(srv)] == ["someone@remote.test"]
+            # From a local domain with keys, relayed mail leaves signed.
+            refused = smtp.sendmail("alice@example.test", ["other@remote.test"], MESSAGE)
+            assert refused == {}
+        assert [r[2] for r in queued(srv)] == ["someone@remote.test", "other@remote.test"]
+        with sqlite3.connect(srv.data_dir / "mailwright.db") as db:
+            prefixes = [bytes(p) for (p,) in db.execute("SELECT prefix FROM queue ORDER BY id")]
+        assert prefixes[0] == b"" and prefixes[1].startswith(b"DKIM-Signature:")
     finally:
         srv.stop(timeout=30)
 

@@ -426,7 +426,9 @@ class SmtpSession:
                 max_hold=self.config.max_header_size,
             )
         sub = self.submission
-        signing = sub is not None and sub.sign_dkim
+        # Mail relayed for a trusted network (an application server) leaves signed too,
+        # as it would through submission.
+        signing = sub.sign_dkim if sub is not None else self.trusted
         tx.begin(
             self.messages, scanner, prefix, fixup, self.pipeline.hasher(tx) if signing else None
         )
