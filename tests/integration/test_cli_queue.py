@@ -243,6 +243,25 @@ def test_send_from_a_file(cfg: Path, tmp_path: Path) -> None:
 # -- refusals --------------------------------------------------------------------------
 
 
+def test_a_message_the_pipeline_refuses_is_not_stored(cfg: Path, tmp_path: Path) -> None:
+    path = tmp_path / "deep.eml"
+    # MIME nested deeper than smtp.max_mime_depth (here 2): refused as on SMTP.
+    parts = b"".join(
+        b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (n, n) for n in range(4)
+    )
+    path.write_bytes(b"From: alice@example.test\r\n" + parts + b"x\r\n")
+    err = fails(
+        "send",
+        str(path),
+        "--to",
+        "bob@example.test",
+        config=cfg,
+        env={"MAILWRIGHT_SMTP__MAX_MIME_DEPTH": "2"},
+    )
+    assert "message refused" in err and "MIME" in err
+    assert inbox(cfg, "bob@example.test") == []
+
+
 def test_unknown_local_recipient_is_refused_the_others_get_it(cfg: Path) -> None:
     r = mw(
         "send",

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from mailwright.core.address import Address, AddressError
+from mailwright.core.errors import MailwrightError
 from mailwright.core.log import event as log_event
 from mailwright.intake.routing import Router
 from mailwright.intake.transaction import Recipient, Transaction
@@ -32,6 +33,11 @@ from mailwright.store.api import (
 from mailwright.store.errors import StoreError
 
 MAILBOX_FULL_STATUS = "5.2.2"  # RFC 3463: mailbox full
+
+
+class MessageRefused(MailwrightError):
+    """A message the pipeline will not take (its header too large, MIME too deep)."""
+
 
 log = logging.getLogger("mailwright.intake")
 
@@ -143,7 +149,10 @@ class Pipeline:
             self.hasher(tx) if submission else None,
         )
         tx.write(data)
-        tx.problem()
+        problem = tx.problem()
+        if problem is not None:
+            tx.abort()
+            raise MessageRefused(f"message refused: {problem}")
         await self.sign(tx)
         result = await tx.commit(self.messages, tx.events({"source": source}))
         if result.queued:
