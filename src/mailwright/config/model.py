@@ -80,7 +80,7 @@ class QueueConfig:
     max_age: float = 5 * 86400.0  # then the message bounces (RFC 5321 §4.5.4.1: 4-5 days)
     delay_warning: float = 4 * 3600.0  # a "delayed" DSN after this long; 0: never
     max_deliveries: int = 50  # concurrent outbound SMTP sessions in all
-    max_per_destination: int = 5  # ... to one destination domain
+    max_per_destination: int = 20  # ... to one destination domain (Postfix's default)
     batch: int = 200  # entries claimed at once
     lease: float = 1200.0  # longer than one delivery attempt can take
     poll_interval: float = 5.0  # looks for entries queued by other processes this often

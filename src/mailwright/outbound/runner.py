@@ -346,6 +346,9 @@ class QueueRunner:
         cache (or QUIT it). Returns the host's problem when recipients are left over."""
         problem: Reply | None = None
         dest = conn.destination
+        # A message is settled while the next one is sent: the session need not wait for
+        # the store's commit (each entry stays claimed here until its settling is done).
+        settling: list[asyncio.Task[None]] = []
         try:
             for a in attempts:
                 entries = a.open_entries()
@@ -378,10 +381,13 @@ class QueueRunner:
                     else:
                         a.results[e.id] = r
                 if not host_trouble:
-                    await self._settle(a)
+                    settling.append(asyncio.create_task(self._settle(a)))
         except BaseException:
             conn.abort()
             raise
+        finally:
+            if settling:
+                await asyncio.gather(*settling)
         await self._give(key, conn)
         return problem
 
@@ -452,6 +458,8 @@ class QueueRunner:
                     report.setdefault("delayed", []).append((e, r))
                     events.append(MailEvent(e.queue_id, "delayed", e.recipient, {}))
         for ev in events:
+            if ev.type in ("delivered", "bounced") and ev.detail.get("host"):
+                continue  # the client logged this reply of that host already
             event(
                 log,
                 logging.INFO,
