@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+import pytest
+
 from mailwright.config.model import Config, OutboundConfig, QueueConfig, SmarthostConfig
 from mailwright.dns.resolver import MxHost, MxResult, MxStatus, TemporaryDnsError
 from mailwright.outbound.runner import Dsn, QueueRunner, retry_delay, wants
@@ -340,6 +342,22 @@ def test_one_connection_carries_every_message_to_a_domain(tmp_path: Path) -> Non
         assert len(server.sessions[0].messages) == 6
 
     world_run(tmp_path, body, max_per_destination=1)
+
+
+@pytest.mark.parametrize(("cache_time", "sessions"), [(30.0, 1), (0.0, 2)])
+def test_a_cached_session_carries_the_next_message(
+    tmp_path: Path, cache_time: float, sessions: int
+) -> None:
+    async def body(w: World, server: ScriptedServer) -> None:
+        await w.queue("a@remote.test", qid="Q1")
+        await w.run()
+        await w.queue("b@remote.test", qid="Q2")
+        await w.run()
+        assert await w.entries() == []
+        assert len(server.sessions) == sessions
+        assert sum(len(s.messages) for s in server.sessions) == 2
+
+    world_run(tmp_path, body, connection_cache_time=cache_time)
 
 
 def test_a_lapsed_lease_is_delivered_again(tmp_path: Path) -> None:

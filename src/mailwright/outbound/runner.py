@@ -161,7 +161,7 @@ class QueueRunner:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
-        await self._close_idle(float("inf"))
+        await self._close_idle(everything=True)
 
     # -- the connection cache ------------------------------------------------------------
 
@@ -182,14 +182,14 @@ class QueueRunner:
             return
         self._pool.setdefault(key, []).append((conn, time.monotonic() + keep))
 
-    async def _close_idle(self, older_than: float) -> None:
-        """QUIT the cached sessions whose time is up (all, with ``inf``)."""
+    async def _close_idle(self, *, everything: bool = False) -> None:
+        """QUIT the cached sessions whose time is up (or all of them)."""
         now = time.monotonic()
         for key in list(self._pool):
             keep: list[tuple[Connection, float]] = []
             gone: list[tuple[Connection, float]] = []
             for conn, until in self._pool[key]:
-                (gone if until <= now or older_than == float("inf") else keep).append((conn, until))
+                (gone if everything or until <= now else keep).append((conn, until))
             if keep:
                 self._pool[key] = keep
             else:
@@ -200,7 +200,7 @@ class QueueRunner:
     async def _reap(self) -> None:
         while True:
             await asyncio.sleep(max(self.config.queue.connection_cache_time / 2, 0.2))
-            await self._close_idle(0)
+            await self._close_idle()
 
     async def idle(self) -> None:
         """Wait until no delivery is in flight (tests, ``queue flush``)."""
