@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -338,3 +339,23 @@ def test_list_placements_reads_placements_in_uid_order_only(tmp_path: Path) -> N
         for r in conn.execute("EXPLAIN QUERY PLAN " + _PLACEMENT_SELECT + " ORDER BY p.uid", (1,))
     ]
     assert plan == ["SEARCH p USING PRIMARY KEY (mailbox_id=?)"]
+
+
+def test_the_wal_is_checkpointed_by_its_own_thread(tmp_path: Path) -> None:
+    # Commits never checkpoint (that stalled every session waiting on them); the
+    # checkpoint thread copies the WAL into the database as commits go by.
+    async def go(store: SqliteStore) -> tuple[int, int]:
+        acct = await _alice(store)
+        before = (tmp_path / "mailwright.db").stat().st_size
+        body = b"Subject: x\r\n\r\n" + b"y" * 8000 + b"\r\n"
+        for n in range(200):
+            await _deliver(store, body, acct, f"QUEUEIDWAL{n:05d}")
+        deadline = time.monotonic() + 10
+        while (tmp_path / "mailwright.db").stat().st_size < before + 200 * 8000:
+            assert time.monotonic() < deadline, "no checkpoint within 10 s"
+            await asyncio.sleep(0.05)
+        (auto,) = store._writer._conn.execute("PRAGMA wal_autocheckpoint").fetchone()
+        return auto, (tmp_path / "mailwright.db").stat().st_size
+
+    auto, size = with_store(tmp_path, go)
+    assert auto == 0 and size > 200 * 8000
