@@ -76,7 +76,7 @@ class Pipeline:
             return None
         return dkim.MessageHasher(self.max_header_size)
 
-    async def sign(self, tx: Transaction) -> None:
+    def sign(self, tx: Transaction) -> None:
         """DKIM-sign ``tx``'s message for its sender's domain (its header and body hash
         were taken as it streamed); the signature is sent before the stored bytes
         (``Outbound.prefix``), so local copies do not carry it."""
@@ -153,7 +153,7 @@ class Pipeline:
         if problem is not None:
             tx.abort()
             raise MessageRefused(f"message refused: {problem}")
-        await self.sign(tx)
+        self.sign(tx)
         result = await tx.commit(self.messages, tx.events({"source": source}))
         if result.queued:
             self.on_queued()

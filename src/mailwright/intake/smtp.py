@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from mailwright.config import SmtpConfig
 from mailwright.core.address import Address
@@ -57,11 +57,6 @@ _CONTENT_REPLIES = {
     ),
 }
 _TLS_ACTIVE = Reply(503, "5.5.1", "TLS already active")
-# RFC 4954 §6: a mechanism that would send a password in the clear, without TLS.
-_ENCRYPTION_REQUIRED = Reply(
-    538, "5.7.11", "Encryption required for requested authentication mechanism"
-)
-_AUTH_UNAVAILABLE = Reply(454, "4.7.0", "Temporary authentication failure")
 _SENDER_NOT_OWNED = Reply(553, "5.7.1", "Sender address rejected: not owned by user")
 _MECHANISMS = ("PLAIN", "LOGIN")
 _BASE_MAIL_PARAMS = frozenset({"SIZE", "BODY", "SMTPUTF8"})
@@ -87,7 +82,7 @@ class Submission:
 class Relay:
     """Who may relay without AUTH (configured trusted networks; default none)."""
 
-    trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = field(default=())
+    trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
 
     @classmethod
     def from_config(cls, config: SmtpConfig) -> Relay:
@@ -255,7 +250,8 @@ class SmtpSession:
 
     async def _auth(self, mechanism: str, initial: str | None) -> Reply:
         if not self._auth_offered():
-            return _ENCRYPTION_REQUIRED
+            # RFC 4954 §6: a password would cross in the clear.
+            return replies.AUTH_ENCRYPTION_REQUIRED
         exchange = SaslExchange.start(mechanism)
         if exchange is None:
             return replies.AUTH_MECHANISM_UNKNOWN
@@ -296,7 +292,7 @@ class SmtpSession:
             )
         except StoreError as exc:
             log_event(log, logging.ERROR, "store.error", conn=self.peer.conn_id, error=str(exc))
-            return _AUTH_UNAVAILABLE
+            return replies.AUTH_TEMPORARY
         if not result.ok or result.account is None:
             return replies.AUTH_INVALID
         self.user = result.account
@@ -449,7 +445,7 @@ class SmtpSession:
             return reply
         size = tx.blob.size if tx.blob is not None else 0
         if tx.dkim is not None:
-            await self.pipeline.sign(tx)
+            self.pipeline.sign(tx)
         received = {
             "client": self.peer.ip,
             "helo": self.helo or "",
