@@ -172,6 +172,7 @@ class MailwrightInstance(ManagedInstance):
             env["MAILWRIGHT_SUBMISSION__LISTEN_TLS"] = "[]"
         env.setdefault("MAILWRIGHT_SUBMISSION__LISTEN", "[]")
         env.setdefault("MAILWRIGHT_SUBMISSION__LISTEN_TLS", "[]")
+        env.setdefault("MAILWRIGHT_HTTP__LISTEN", "[]")
         # Same footing as the Postfix instance, whose per-client limits are off.
         env["MAILWRIGHT_SMTP__MAX_CONNECTIONS"] = str(self.max_connections)
         env["MAILWRIGHT_SMTP__MAX_CONNECTIONS_PER_IP"] = str(self.max_connections)

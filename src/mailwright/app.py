@@ -25,6 +25,8 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mailwright.api.app import ApiServices, create_app
+from mailwright.api.webhooks import WebhookDispatcher
 from mailwright.config import Config
 from mailwright.config.loader import parse_listen
 from mailwright.core.errors import ConfigError
@@ -37,6 +39,7 @@ from mailwright.message.dkim import DkimKey
 from mailwright.outbound.runner import Dsn, QueueRunner
 from mailwright.policy.auth import Authenticator, AuthLimits, AuthThrottle, LoginCache
 from mailwright.serve.access import AccessListener
+from mailwright.serve.http import HttpListener
 from mailwright.serve.imap import imap_listener
 from mailwright.serve.limits import ConnectionLimiter
 from mailwright.serve.pop3 import pop3_listener
@@ -59,6 +62,7 @@ class Sockets:
     pop3s: list[socket.socket] = field(default_factory=list)  # implicit TLS
     imap: list[socket.socket] = field(default_factory=list)  # STARTTLS
     imaps: list[socket.socket] = field(default_factory=list)  # implicit TLS
+    http: list[socket.socket] = field(default_factory=list)  # the HTTP API
 
     def all(self) -> list[socket.socket]:
         return [
@@ -69,6 +73,7 @@ class Sockets:
             *self.pop3s,
             *self.imap,
             *self.imaps,
+            *self.http,
         ]
 
 
@@ -135,6 +140,8 @@ class App:
         self.pipeline: Pipeline | None = None
         self.pop3: AccessListener | None = None
         self.imap: AccessListener | None = None
+        self.http: HttpListener | None = None
+        self.webhooks: WebhookDispatcher | None = None
         self.addresses: dict[str, list[tuple[str, int]]] = {}
         self._sockets = sockets
         self._shared = shared
@@ -189,6 +196,16 @@ class App:
             notifier=self._send_dsn,
         )
         pipeline.on_queued = self.runner.wake
+        hooks = self.config.webhooks
+        self.webhooks = WebhookDispatcher(
+            self.store.webhooks,
+            self.store.api,
+            poll_interval=hooks.poll_interval,
+            batch=hooks.batch,
+            timeout=hooks.timeout,
+            retry_schedule=hooks.retry_schedule,
+            concurrency=hooks.max_concurrent,
+        )
         relay = Relay.from_config(self.config.smtp)
         self.smtp = SmtpListener(
             hostname=self.config.hostname,
@@ -254,7 +271,27 @@ class App:
                 await self.imap.listen_socket(sock)
             for sock in sockets.imaps:
                 await self.imap.listen_socket(sock, implicit_tls=True)
+        if sockets.http:
+            self.http = HttpListener(
+                create_app(
+                    ApiServices(
+                        pipeline=pipeline,
+                        api=self.store.api,
+                        queue=self.store.queue,
+                        accounts=self.store.accounts,
+                        max_request_size=self.config.http.max_request_size,
+                        max_batch=self.config.http.max_batch,
+                        max_recipients=self.config.http.max_recipients,
+                        max_message_size=self.config.smtp.max_message_size,
+                        public_url=public_url(self.config, sockets),
+                        webhooks=self.store.webhooks,
+                    )
+                ),
+                shutdown_grace=self.config.smtp.shutdown_grace,
+            )
+            await self.http.listen_sockets(sockets.http)
         self.runner.start()
+        self.webhooks.start()
         self.addresses = addresses_of(sockets)
         log_event(
             log,
@@ -293,6 +330,10 @@ class App:
         for access in (self.pop3, self.imap):
             if access is not None:
                 access.close()
+        if self.http is not None:
+            await self.http.shutdown()
+        if self.webhooks is not None:
+            await self.webhooks.stop(self.config.smtp.shutdown_grace)
         if self.runner is not None:
             await self.runner.stop(self.config.smtp.shutdown_grace)
         if self.submission is not None:
@@ -347,6 +388,14 @@ class _KeyCache:
         return found
 
 
+def public_url(config: Config, sockets: Sockets) -> str:
+    """Where links in messages point: ``http.public_url``, else the first HTTP address."""
+    if config.http.public_url:
+        return config.http.public_url.rstrip("/")
+    host, port = address_of(sockets.http[0])
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def bind_listeners(config: Config) -> Sockets:
     def bind_all(items: tuple[str, ...]) -> list[socket.socket]:
         return [bind(*parse_listen(item)) for item in items]
@@ -359,6 +408,7 @@ def bind_listeners(config: Config) -> Sockets:
         pop3s=bind_all(config.pop3.listen_tls),
         imap=bind_all(config.imap.listen),
         imaps=bind_all(config.imap.listen_tls),
+        http=bind_all(config.http.listen),
     )
 
 
@@ -376,6 +426,7 @@ def addresses_of(sockets: Sockets) -> dict[str, list[tuple[str, int]]]:
         "pop3s": [address_of(s) for s in sockets.pop3s],
         "imap": [address_of(s) for s in sockets.imap],
         "imaps": [address_of(s) for s in sockets.imaps],
+        "http": [address_of(s) for s in sockets.http],
     }
 
 
@@ -387,6 +438,7 @@ _BANNER_NAMES = {
     "pop3s": "POP3S (implicit TLS)",
     "imap": "IMAP (STARTTLS)",
     "imaps": "IMAPS (implicit TLS)",
+    "http": "HTTP API (/v1, /docs)",
 }
 
 

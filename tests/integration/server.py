@@ -19,6 +19,7 @@ from pathlib import Path
 BANNER = re.compile(r"SMTP \(inbound, STARTTLS\)\s+(\S+):(\d+)")
 POP3_BANNER = re.compile(r"(POP3S?) \((?:STLS|implicit TLS)\)\s+(\S+):(\d+)")
 IMAP_BANNER = re.compile(r"(IMAPS?) \((?:STARTTLS|implicit TLS)\)\s+(\S+):(\d+)")
+HTTP_BANNER = re.compile(r"HTTP API \(/v1, /docs\)\s+(\S+):(\d+)")
 SUBMISSION_BANNER = re.compile(r"(Submissions?) \((?:STARTTLS|implicit TLS)\)\s+(\S+):(\d+)")
 STARTUP_TIMEOUT = 30.0
 
@@ -48,6 +49,7 @@ class Server:
     imaps_port: int = 0
     submission_port: int = 0
     submissions_port: int = 0
+    http_port: int = 0
     log_path: Path | None = None
 
     @property
@@ -84,6 +86,7 @@ class Server:
         env["MAILWRIGHT_IMAP__LISTEN_TLS"] = '["127.0.0.1:0"]'
         env["MAILWRIGHT_SUBMISSION__LISTEN"] = '["127.0.0.1:0"]'
         env["MAILWRIGHT_SUBMISSION__LISTEN_TLS"] = '["127.0.0.1:0"]'
+        env["MAILWRIGHT_HTTP__LISTEN"] = '["127.0.0.1:0"]'
         # No test reaches real DNS: a port where nothing answers fails every lookup fast
         # (remote mail stays queued); outbound tests point this at their own dnsmasq.
         env["MAILWRIGHT_DNS__NAMESERVERS"] = '["127.0.0.1"]'
@@ -136,6 +139,9 @@ class Server:
                     self.submissions_port = port
                 else:
                     self.submission_port = port
+            m = HTTP_BANNER.search(line)
+            if m:
+                self.http_port = int(m.group(2))
             if line.startswith("Stop with"):
                 return self
         raise RuntimeError("server did not start")

@@ -74,6 +74,9 @@ listen = ["127.0.0.1:2143"]       # STARTTLS offered (the port-143 role)
 listen_tls = ["127.0.0.1:2993"]   # implicit TLS (the port-993 role)
 allow_plaintext = "loopback"      # passwords without TLS: "never", "loopback", "always"
 
+[http]                  # the HTTP sending API (/v1) and its docs page (/docs)
+listen = ["127.0.0.1:8080"]
+
 [auth]                  # failed logins, counted across protocols and workers
 max_ip_failures = 20
 max_user_failures = 10
@@ -462,9 +465,11 @@ def build_parser() -> argparse.ArgumentParser:
     msub.add_parser("list").add_argument("address")
     mailbox.set_defaults(func=cmd_mailbox)
     # Imported here: the module uses this one's helpers.
+    from mailwright.cli import apikey as apikey_commands
     from mailwright.cli import queue as queue_commands
 
     queue_commands.register(sub)
+    apikey_commands.register(sub)
     return p
 
 

@@ -184,6 +184,8 @@ def _check(config: Config) -> None:
     for section, items in (("listen", imap.listen), ("listen_tls", imap.listen_tls)):
         for i, item in enumerate(items):
             parse_listen(item, f"imap.{section}[{i}]")
+    for i, item in enumerate(config.http.listen):
+        parse_listen(item, f"http.listen[{i}]")
     auth = config.auth
     for name in ("window", "max_ip_failures", "max_user_failures"):
         if getattr(auth, name) <= 0:

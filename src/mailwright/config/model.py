@@ -259,6 +259,47 @@ class OutboundConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HttpConfig:
+    """The HTTP listener: the sending API (/v1), its OpenAPI document and docs page."""
+
+    listen: tuple[str, ...] = ("127.0.0.1:8080",)
+    # Every address the listener is reached at from outside ("https://mail.example.com"):
+    # the base of tracking and unsubscribe links. Empty: http://<first listen address>.
+    public_url: str = ""
+    max_request_size: int = 40 * 1024 * 1024  # a JSON body (attachments are base64)
+    max_batch: int = 500  # messages in one POST /v1/messages/batch
+    max_recipients: int = 1000  # to + cc + bcc of one message
+
+    def __post_init__(self) -> None:
+        for name in ("max_request_size", "max_batch", "max_recipients"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"http.{name}", "must be greater than zero")
+        if self.public_url and not self.public_url.startswith(("http://", "https://")):
+            raise ConfigError("http.public_url", "must start with http:// or https://")
+
+
+@dataclass(frozen=True, slots=True)
+class WebhooksConfig:
+    """Webhooks of the HTTP API: how often to look for new events, how long to wait for a
+    receiver, and the retries of one that does not answer 2xx."""
+
+    poll_interval: float = 1.0
+    timeout: float = 10.0
+    retry_schedule: tuple[float, ...] = (5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0)
+    batch: int = 100  # event rows in one POST at most
+    max_concurrent: int = 8  # POSTs in flight per process
+
+    def __post_init__(self) -> None:
+        if not self.retry_schedule or any(v <= 0 for v in self.retry_schedule):
+            raise ConfigError(
+                "webhooks.retry_schedule", "must be a non-empty list of positive seconds"
+            )
+        for name in ("poll_interval", "timeout", "batch", "max_concurrent"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"webhooks.{name}", "must be greater than zero")
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     data_dir: str
     hostname: str = "localhost"
@@ -273,3 +314,5 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     dns: DnsConfig = field(default_factory=DnsConfig)
     outbound: OutboundConfig = field(default_factory=OutboundConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)

@@ -24,6 +24,7 @@ from mailwright.message.dsn import DeliveryReport, RecipientStatus, build_dsn, n
 from mailwright.message.fixup import HeaderFixup
 from mailwright.message.scan import MessageScanner
 from mailwright.store.api import (
+    ApiSend,
     DeliveryResult,
     MailEvent,
     Messages,
@@ -103,13 +104,23 @@ class Pipeline:
         relay: bool = True,
         submission: bool = True,
         source: str = "local",
+        send: ApiSend | None = None,
+        queue_id: str | None = None,
+        events: Sequence[MailEvent] = (),
     ) -> tuple[Transaction, DeliveryResult, list[str]]:
-        """Hand a whole message to the pipeline (the CLI, DSNs). Returns the transaction,
-        what the store did, and the recipients refused (unknown local users; remote ones
-        when ``relay`` is False). ``submission``: add Message-ID/Date when missing and
-        DKIM-sign, as for SMTP submission."""
+        """Hand a whole message to the pipeline (the CLI, DSNs, the HTTP API). Returns
+        the transaction, what the store did, and the recipients refused (unknown local
+        users; remote ones when ``relay`` is False). ``submission``: add Message-ID/Date
+        when missing and DKIM-sign, as for SMTP submission. ``send``: the HTTP API's record,
+        stored in the same commit, with ``events`` besides the message's own; ``queue_id``:
+        the id the message's headers already name."""
         sender_addr = Address.parse(sender, utf8=True) if sender else None
-        tx = Transaction(sender_addr, {"BODY": "8BITMIME"} if not data.isascii() else {})
+        params: dict[str, str | None] = {"BODY": "8BITMIME"} if not data.isascii() else {}
+        if not sender.isascii() or not all(r.isascii() for r in recipients):
+            params["SMTPUTF8"] = None  # RFC 6531: UTF-8 addresses need it on the way out
+        tx = Transaction(sender_addr, params)
+        if queue_id is not None:
+            tx.queue_id = queue_id
         refused: list[str] = []
         for text in recipients:
             try:
@@ -154,7 +165,7 @@ class Pipeline:
             tx.abort()
             raise MessageRefused(f"message refused: {problem}")
         self.sign(tx)
-        result = await tx.commit(self.messages, tx.events({"source": source}))
+        result = await tx.commit(self.messages, [*tx.events({"source": source}), *events], send)
         if result.queued:
             self.on_queued()
         return tx, result, refused

@@ -18,6 +18,7 @@ from mailwright.message.dkim import MessageHasher
 from mailwright.message.fixup import HeaderFixup
 from mailwright.message.scan import MessageProblem, MessageScanner
 from mailwright.store.api import (
+    ApiSend,
     BlobWriter,
     DeliveryResult,
     MailEvent,
@@ -146,10 +147,16 @@ class Transaction:
         ]
         return out
 
-    async def commit(self, messages: Messages, events: Sequence[MailEvent] = ()) -> DeliveryResult:
+    async def commit(
+        self,
+        messages: Messages,
+        events: Sequence[MailEvent] = (),
+        send: ApiSend | None = None,
+    ) -> DeliveryResult:
         """Store the message once, place it in every target mailbox and queue its remote
-        recipients, durably. Targets whose account is over quota are skipped and listed in
-        the result (QuotaExceeded when that is every target and nothing is queued)."""
+        recipients, durably (with the HTTP API's record of it, ``send``). Targets whose
+        account is over quota are skipped and listed in the result (QuotaExceeded when that
+        is every target and nothing is queued)."""
         if self.blob is None:
             return DeliveryResult([])
         blob, self.blob = self.blob, None
@@ -160,6 +167,7 @@ class Transaction:
             self.targets(),
             outbound=self.outbound(),
             events=events,
+            send=send,
         )
 
     def abort(self) -> None:

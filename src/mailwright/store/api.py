@@ -288,6 +288,75 @@ class QueueUpdate:
 
 
 @dataclass(frozen=True, slots=True)
+class ApiKey:
+    """An HTTP API key. Only a hash of its secret is stored; ``prefix`` (its first
+    characters) tells keys apart in listings."""
+
+    id: int
+    name: str
+    prefix: str
+    scopes: frozenset[str]  # "send", "read", "manage"
+    sender_domain: str | None  # None: may send from any local domain
+    created_at: float
+    revoked: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSend:
+    """A message sent through the HTTP API, recorded in the transaction that stores it."""
+
+    key_id: int
+    sender_domain: str  # of the From address, in lower case: which keys may see it
+    idempotency_key: str | None = None
+    fingerprint: str = ""  # of the request, to tell a retry from a reuse of the key
+    tags: tuple[str, ...] = ()
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    queue_id: str = ""  # set by the store when read back
+    created_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ApiTemplate:
+    """A message template of the HTTP API (Jinja2 source of each part)."""
+
+    id: str
+    name: str
+    subject: str
+    text: str | None
+    html: str | None
+    sender_domain: str | None  # the restriction of the key that made it; None: any
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Suppression:
+    """An address the API does not send to: it bounced hard, unsubscribed, or was added."""
+
+    address: str  # lower case
+    reason: Literal["bounce", "unsubscribe", "manual"]
+    detail: str = ""
+    queue_id: str = ""  # the message that put it there, if any
+    created_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class EventQuery:
+    """Which events of API sends to list: every filter given must hold. Pages follow the
+    event ids: ``after`` is the last id of the previous page."""
+
+    queue_id: str | None = None
+    recipient: str | None = None
+    types: tuple[str, ...] = ()
+    tag: str | None = None
+    since: float | None = None
+    until: float | None = None
+    sender_domain: str | None = None  # only sends from this domain (a restricted key)
+    after: int = 0
+    limit: int = 100
+
+
+@dataclass(frozen=True, slots=True)
 class FlagResult:
     """What ``store_flags`` did, each list in ascending UID order.
 
@@ -446,9 +515,11 @@ class Messages(Protocol):
         *,
         outbound: Outbound | None = None,
         events: Sequence[MailEvent] = (),
+        send: ApiSend | None = None,
     ) -> DeliveryResult:
         """Store the message once, place it in every target and queue its remote
-        recipients (``outbound``), with ``events``, in one transaction. A target whose
+        recipients (``outbound``), with ``events`` and the API's record of it (``send``;
+        ``DuplicateRequest`` if its Idempotency-Key was used), in one transaction. A target whose
         account is over quota is skipped and listed in ``over_quota``; ``QuotaExceeded``
         (nothing stored) when that leaves no target and nothing to queue. A missing
         account or mailbox fails the whole delivery (``NotFound``)."""
@@ -590,6 +661,86 @@ class Queue(Protocol):
         ...
 
 
+class Api(Protocol):
+    """What the HTTP sending API keeps: keys, the record of each send, event queries.
+
+    Invariants: a send's record (``ApiSend``) is written by ``Messages.deliver`` in the
+    same transaction as its message, so a message the API reported exists, and an
+    Idempotency-Key names at most one message per key (a second ``deliver`` with the same
+    one fails with ``DuplicateRequest`` and stores nothing). A "bounced" event of an API
+    send's recipient puts the address on the suppression list in the transaction that
+    records it, unless the bounce was a full local mailbox."""
+
+    async def create_key(
+        self,
+        name: str,
+        prefix: str,
+        secret_hash: bytes,
+        scopes: frozenset[str],
+        sender_domain: str | None,
+    ) -> ApiKey: ...
+
+    async def key_by_hash(self, secret_hash: bytes) -> ApiKey | None:
+        """The key with this secret hash, revoked or not; None if there is none."""
+        ...
+
+    async def list_keys(self) -> list[ApiKey]: ...
+
+    async def revoke_key(self, key_id: int) -> None:
+        """``NotFound`` if there is no such key."""
+        ...
+
+    async def find_send(self, key_id: int, idempotency_key: str) -> ApiSend | None: ...
+
+    async def get_send(self, queue_id: str) -> ApiSend | None: ...
+
+    async def save_template(self, template: ApiTemplate) -> ApiTemplate:
+        """Create or replace the template of that id (``created_at`` of a replaced one
+        is kept); returns it as stored."""
+        ...
+
+    async def get_template(self, template_id: str) -> ApiTemplate | None: ...
+
+    async def list_templates(self, sender_domain: str | None = None) -> list[ApiTemplate]:
+        """Every template (None), or those of one domain's keys."""
+        ...
+
+    async def delete_template(self, template_id: str) -> None:
+        """``NotFound`` if there is no such template."""
+        ...
+
+    async def record_send(self, queue_id: str, send: ApiSend, events: Sequence[MailEvent]) -> None:
+        """The API's record and events of a send that stored no message (every recipient
+        was suppressed); ``DuplicateRequest`` as for ``deliver``."""
+        ...
+
+    async def suppress(
+        self, entries: Sequence[Suppression], events: Sequence[MailEvent] = ()
+    ) -> None:
+        """Add (or replace) entries, with ``events``, in one transaction."""
+        ...
+
+    async def unsuppress(self, address: str) -> None:
+        """``NotFound`` if the address is not on the list."""
+        ...
+
+    async def suppressed(self, addresses: Sequence[str]) -> dict[str, Suppression]:
+        """Those of ``addresses`` on the list, by their lower-case form."""
+        ...
+
+    async def list_suppressions(self, after: str = "", limit: int = 100) -> list[Suppression]:
+        """The list by address, a page at a time (``after``: the previous page's last)."""
+        ...
+
+    async def secret(self, name: str) -> bytes:
+        """A random 32-byte secret of this installation, made the first time it is asked."""
+        ...
+
+    async def query_events(self, query: EventQuery) -> list[MailEvent]:
+        """Events of API sends matching ``query``, by id, at most ``query.limit``."""
+        ...
+
+
 class Lease(Protocol):
     """A lock held until ``release`` (or until the holder's process dies)."""
 
@@ -627,5 +778,83 @@ class Store(Protocol):
     def locks(self) -> Locks: ...
     @property
     def queue(self) -> Queue: ...
+    @property
+    def api(self) -> Api: ...
 
     async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    """A URL that receives the events of API sends as signed JSON POSTs.
+
+    ``cursor`` is the id of the last event handled: the events after it, in id order,
+    are the ones still to send. ``types`` empty: every type; ``sender_domain`` set: only
+    the events of sends from that domain (the creating key's restriction)."""
+
+    id: int
+    url: str
+    secret: str
+    types: tuple[str, ...]
+    sender_domain: str | None
+    created_at: float
+    cursor: int
+    next_attempt: float = 0.0  # due from then (a retry after a failure)
+    attempts: int = 0  # failed attempts since the last success
+    lease_until: float = 0.0  # claimed by a dispatcher until then
+    last_error: str = ""
+    last_success: float | None = None
+
+
+class Webhooks(Protocol):
+    """Registered webhooks and the state of their deliveries.
+
+    Invariants: a webhook's ``cursor`` only grows, and moves only when the caller settles
+    a delivery that got its events through (or found none it wanted), so every event after
+    it is sent at least once, in order, and none is skipped. A webhook is claimed by one
+    dispatcher at a time, across processes; a claim is a lease (a time), so one whose
+    holder died lapses by itself and the webhook is due again."""
+
+    async def create_webhook(
+        self, url: str, secret: str, types: tuple[str, ...], sender_domain: str | None
+    ) -> Webhook:
+        """A new webhook whose ``cursor`` is the newest event's id: it gets only the
+        events recorded after it was made."""
+        ...
+
+    async def list_webhooks(self, sender_domain: str | None = None) -> list[Webhook]:
+        """By id; with ``sender_domain``, only the webhooks restricted to that domain
+        (None: every webhook)."""
+        ...
+
+    async def get_webhook(self, webhook_id: int) -> Webhook | None: ...
+
+    async def delete_webhook(self, webhook_id: int) -> None:
+        """``NotFound`` if there is no such webhook."""
+        ...
+
+    async def last_event_id(self) -> int:
+        """The id of the newest event (0: none). Ids grow in commit order, so once every
+        API event up to this id that a webhook wants was handled, its cursor may move
+        here: a dispatcher skips at once over the events that are not its own."""
+        ...
+
+    async def claim_webhooks(self, now: float, limit: int, lease: float) -> list[Webhook]:
+        """Up to ``limit`` webhooks due at ``now`` (``next_attempt`` <= now, no live
+        lease) that have an event after their cursor, by ``next_attempt``, leased until
+        now + ``lease``."""
+        ...
+
+    async def settle_webhook(
+        self,
+        webhook_id: int,
+        *,
+        cursor: int | None,
+        next_attempt: float,
+        attempts: int,
+        error: str,
+    ) -> None:
+        """End a claim: lift the lease, move the cursor to ``cursor`` (None: unchanged;
+        never backwards), and record the outcome: ``error`` "" is a success (the time is
+        kept as ``last_success``). A webhook deleted meanwhile is ignored."""
+        ...

@@ -24,6 +24,10 @@ class AlreadyExists(Conflict):
     """A mailbox of that name already exists (CREATE, RENAME's new name)."""
 
 
+class DuplicateRequest(Conflict):
+    """An HTTP API send with an Idempotency-Key its API key already used."""
+
+
 class HasChildren(Conflict):
     """The mailbox has inferior mailboxes, so it cannot be deleted (RFC 9051 §6.3.5)."""
 

@@ -14,7 +14,7 @@ import pytest
 from mailwright.store.api import INBOX, Account, Target
 from mailwright.store.errors import Conflict, NotFound, TransientStorageError
 from mailwright.store.sqlite import SqliteStore
-from mailwright.store.sqlite.db import connect, migrate
+from mailwright.store.sqlite.db import _statements, connect, migrate
 from tests.unit.store.helpers import with_store
 
 BIG = b"".join(b"%07d\r\n" % i for i in range(40_000))  # 320 000 bytes: spilled
@@ -114,7 +114,29 @@ def test_migrations_are_applied_once(tmp_path: Path) -> None:
     with_store(tmp_path, nothing)
     with_store(tmp_path, nothing)
     (version,) = _db(tmp_path).execute("PRAGMA user_version").fetchone()
-    assert version == 4
+    newest = max(
+        int(f.name.split("_", 1)[0])
+        for f in (Path(__file__).parents[3] / "src/mailwright/store/sqlite/migrations").glob(
+            "*.sql"
+        )
+    )
+    assert version == newest
+
+
+def test_migration_statements_split_where_sqlite_says_they_end() -> None:
+    script = (
+        "-- a comment; with a semicolon\n"
+        "CREATE TABLE t (a TEXT DEFAULT ';');\n"
+        "CREATE TRIGGER x AFTER INSERT ON t BEGIN\n"
+        "    INSERT INTO t VALUES ('1');\n"
+        "    INSERT INTO t VALUES ('2');\n"
+        "END;\n"
+        "-- trailing comment\n"
+    )
+    statements = _statements(script)
+    assert len(statements) == 2
+    assert statements[1].startswith("CREATE TRIGGER") and statements[1].endswith("END;")
+    assert _statements("CREATE TABLE u (b)") == ["CREATE TABLE u (b)"]
 
 
 def test_uidvalidity_counter_starts_above_existing_mailboxes(tmp_path: Path) -> None:

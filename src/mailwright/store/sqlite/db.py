@@ -54,6 +54,23 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def _statements(script: str) -> list[str]:
+    """A migration's statements, split where SQLite says one is complete (a trigger's body
+    holds semicolons of its own)."""
+    out: list[str] = []
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            out.append(pending.strip())
+            pending = ""
+    if pending.strip() and not all(
+        part.strip().startswith("--") or not part.strip() for part in pending.splitlines()
+    ):
+        out.append(pending.strip())  # a last statement without its semicolon
+    return out
+
+
 def migrate(conn: sqlite3.Connection) -> None:
     """Apply the numbered migrations newer than ``PRAGMA user_version``."""
     (version,) = conn.execute("PRAGMA user_version").fetchone()
@@ -71,9 +88,8 @@ def migrate(conn: sqlite3.Connection) -> None:
             continue
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in f.read_text().split(";\n"):
-                if statement.strip():
-                    conn.execute(statement)
+            for statement in _statements(f.read_text()):
+                conn.execute(statement)
             conn.execute(f"PRAGMA user_version={number}")
             conn.execute("COMMIT")
         except BaseException:

@@ -33,6 +33,7 @@ from mailwright.store.api import (
     SEPARATOR,
     Account,
     Alias,
+    ApiSend,
     BlobWriter,
     Change,
     Delivered,
@@ -63,6 +64,7 @@ from mailwright.store.errors import (
     TransientStorageError,
 )
 from mailwright.store.feed import LocalChangeFeed, PeerRelay
+from mailwright.store.sqlite.api import SqliteApi, insert_send
 from mailwright.store.sqlite.blob import INLINE_MAX, SqliteBlobWriter
 from mailwright.store.sqlite.db import Readers, Writer
 from mailwright.store.sqlite.lease import FileLease
@@ -72,6 +74,7 @@ from mailwright.store.sqlite.queue import (
     insert_queue,
     release_message,
 )
+from mailwright.store.sqlite.webhooks import SqliteWebhooks
 
 DB_NAME = "mailwright.db"
 BLOB_DIR = "blobs"
@@ -149,9 +152,9 @@ _PLACEMENT_SELECT = (
 )
 
 
-class SqliteStore(SqliteQueue):
-    """Implements ``store.api.Store`` (accounts, mailboxes, messages, changes, queue) on
-    SQLite."""
+class SqliteStore(SqliteQueue, SqliteApi, SqliteWebhooks):
+    """Implements ``store.api.Store`` (accounts, mailboxes, messages, changes, queue, the
+    HTTP API's tables) on SQLite."""
 
     def __init__(
         self,
@@ -180,6 +183,8 @@ class SqliteStore(SqliteQueue):
         self.changes = self._feed
         self.locks = self
         self.queue = self
+        self.api = self
+        self.webhooks = self
         self._lock_dir = data_dir / LOCK_DIR
         self._lock_dir.mkdir(exist_ok=True)
         if sweep:
@@ -229,6 +234,7 @@ class SqliteStore(SqliteQueue):
             # when the lease would have lapsed (a delivery attempt may have been cut short).
             with conn:
                 conn.execute("UPDATE queue SET lease_until=0 WHERE lease_until>0")
+                conn.execute("UPDATE webhooks SET lease_until=0 WHERE lease_until>0")
         finally:
             conn.close()
         for sub in self._blob_root.iterdir():
@@ -648,6 +654,7 @@ class SqliteStore(SqliteQueue):
         *,
         outbound: Outbound | None = None,
         events: Sequence[MailEvent] = (),
+        send: ApiSend | None = None,
     ) -> DeliveryResult:
         if not isinstance(blob, SqliteBlobWriter):
             raise StoreError("blob from another store")
@@ -705,6 +712,8 @@ class SqliteStore(SqliteQueue):
                 "UPDATE messages SET refcount=? WHERE id=?", (len(delivered) + queued, message_id)
             )
             insert_events(c, events)
+            if send is not None:
+                insert_send(c, queue_id, send)
             return delivered, over, changes, queued, message_id
 
         try:

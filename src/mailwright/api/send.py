@@ -1,0 +1,348 @@
+"""Sending a message through the API: check the request, build the MIME message, and hand
+it to the one pipeline (routing, DKIM, local filing and the queue, in one commit).
+
+Invariants:
+- nothing is stored unless every check passed; the message, its queue entries, its
+  events and the API's record of it (tags, metadata, Idempotency-Key) are one commit, so
+  a message the API reported exists after any crash, and a retried request with the same
+  Idempotency-Key finds the message of the first instead of sending again;
+- the sender must be an address of a local domain (and of the key's domain, for a key
+  restricted to one): the API never relays for a foreign sender.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from mailwright.api.errors import ApiError
+from mailwright.api.models import MessageIn, MessageOut, RecipientOut
+from mailwright.api.suppression import LINK_SECRET, UNSUBSCRIBE_PATH, unsubscribe_token
+from mailwright.api.templates import render_for_send
+from mailwright.api.views import message_state
+from mailwright.core.address import Address, AddressError
+from mailwright.core.ids import new_queue_id
+from mailwright.core.log import event as log_event
+from mailwright.intake.pipeline import MessageRefused, Pipeline
+from mailwright.intake.transaction import Transaction
+from mailwright.message.compose import (
+    Attachment,
+    ComposeError,
+    Draft,
+    compose,
+    parse_mailbox,
+)
+from mailwright.message.fixup import new_message_id
+from mailwright.store.api import (
+    Api,
+    ApiKey,
+    ApiSend,
+    DeliveryResult,
+    MailEvent,
+    Queue,
+    Suppression,
+)
+from mailwright.store.errors import DuplicateRequest, QuotaExceeded, StoreError
+
+log = logging.getLogger("mailwright.api")
+
+MAX_IDEMPOTENCY_KEY = 255
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_message_size: int
+    max_recipients: int
+    public_url: str = "http://localhost"  # where links in messages point, without the path
+
+
+def fingerprint(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+def check_idempotency_key(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not value or len(value) > MAX_IDEMPOTENCY_KEY or not value.isprintable():
+        raise ApiError(
+            400,
+            "invalid_request",
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters",
+            "Idempotency-Key",
+        )
+    return value
+
+
+def _address(text: str, field: str) -> tuple[str, Address]:
+    """(the text as given, its parsed addr-spec); 422 naming ``field`` if it is not one."""
+    try:
+        _name, spec = parse_mailbox(text, field)
+        return text, Address.parse(spec, utf8=True)
+    except ComposeError as exc:
+        raise ApiError(422, "invalid_address", f"{field}: {exc.message}", field) from None
+    except AddressError as exc:
+        raise ApiError(422, "invalid_address", f"{field}: {exc}", field) from None
+
+
+def _attachments(msg: MessageIn) -> tuple[Attachment, ...]:
+    out = []
+    for i, a in enumerate(msg.attachments):
+        try:
+            content = base64.b64decode(a.content, validate=True)
+        except (binascii.Error, ValueError):
+            field = f"attachments.{i}.content"
+            raise ApiError(422, "invalid_attachment", f"{field}: not base64", field) from None
+        out.append(Attachment(a.filename, content, a.content_type, a.inline, a.content_id))
+    return tuple(out)
+
+
+class Sender:
+    """Turns a checked request into a stored message (one per call)."""
+
+    def __init__(self, pipeline: Pipeline, api: Api, queue: Queue, limits: Limits) -> None:
+        self._pipeline = pipeline
+        self._api = api
+        self._queue = queue
+        self._limits = limits
+        self._secret: bytes | None = None
+
+    async def send(
+        self,
+        key: ApiKey,
+        msg: MessageIn,
+        *,
+        idempotency_key: str | None = None,
+        request_hash: str = "",
+    ) -> tuple[int, MessageOut]:
+        """(HTTP status, what became of each recipient). 202: accepted now; 200: the
+        message an earlier request with the same Idempotency-Key sent."""
+        if idempotency_key is not None:
+            earlier = await self._earlier(key, idempotency_key, request_hash)
+            if earlier is not None:
+                return 200, earlier
+        _, sender = _address(msg.sender, "from")
+        domain = sender.domain.lower()
+        if key.sender_domain is not None and domain != key.sender_domain:
+            raise ApiError(
+                403,
+                "forbidden_sender",
+                f"this key may send only from {key.sender_domain}",
+                "from",
+            )
+        route = await self._pipeline.router.route(sender)
+        if not route.local_domain:
+            raise ApiError(
+                422, "foreign_sender", f"from: {domain} is not a domain of this server", "from"
+            )
+        envelope = self._recipients(msg)
+        subject, text, html = msg.subject, msg.text, msg.html
+        if msg.template_id is not None:
+            if subject or text is not None or html is not None:
+                raise ApiError(
+                    422,
+                    "invalid_message",
+                    "template_id: a templated message takes no subject, text or html",
+                    "template_id",
+                )
+            rendered = await render_for_send(self._api, key, msg.template_id, msg.variables)
+            subject, text, html = rendered.subject, rendered.text, rendered.html
+        queue_id = new_queue_id()
+        message_id = new_message_id(self._pipeline.hostname, queue_id)
+        system: tuple[tuple[str, str], ...] = ()
+        if msg.unsubscribe:
+            if len(envelope) != 1:
+                raise ApiError(
+                    422,
+                    "invalid_message",
+                    "unsubscribe: an unsubscribe link needs a message to one recipient",
+                    "unsubscribe",
+                )
+            token = unsubscribe_token(await self._link_secret(), queue_id, str(envelope[0]))
+            # RFC 8058 §3.1: one-click needs both fields (and a DKIM signature over them,
+            # which the pipeline makes: message.dkim signs both).
+            system = (
+                ("List-Unsubscribe", f"<{self._limits.public_url}{UNSUBSCRIBE_PATH}{token}>"),
+                ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+            )
+        draft = Draft(
+            sender=msg.sender,
+            to=tuple(msg.to),
+            cc=tuple(msg.cc),
+            reply_to=tuple(msg.reply_to),
+            subject=subject,
+            text=text,
+            html=html,
+            attachments=_attachments(msg),
+            headers=tuple(msg.headers.items()),
+            system_headers=system,
+            message_id=message_id,
+        )
+        try:
+            data = compose(draft, hostname=self._pipeline.hostname, queue_id=queue_id)
+        except ComposeError as exc:
+            raise ApiError(422, "invalid_message", str(exc), exc.field) from None
+        if len(data) > self._limits.max_message_size:
+            raise ApiError(
+                413,
+                "too_large",
+                f"the message is {len(data)} bytes; the limit is {self._limits.max_message_size}",
+            )
+        record = ApiSend(
+            key_id=key.id,
+            sender_domain=domain,
+            idempotency_key=idempotency_key,
+            fingerprint=request_hash,
+            tags=tuple(dict.fromkeys(msg.tags)),
+            metadata=dict(msg.metadata),
+        )
+        listed = await self._api.suppressed([str(a) for a in envelope])
+        dropped = [a for a in envelope if str(a).lower() in listed]
+        drops = [
+            MailEvent(
+                queue_id,
+                "dropped",
+                str(a),
+                {"reason": f"suppressed ({listed[str(a).lower()].reason})"},
+                message_id,
+            )
+            for a in dropped
+        ]
+        envelope = [a for a in envelope if str(a).lower() not in listed]
+        if not envelope:
+            # Nothing to store; the send and its "dropped" events are still recorded.
+            try:
+                await self._api.record_send(queue_id, record, drops)
+            except DuplicateRequest:
+                return await self._raced(key, idempotency_key, request_hash)
+            return 202, MessageOut(
+                id=queue_id,
+                message_id=message_id,
+                recipients=[_dropped(a, listed) for a in dropped],
+            )
+        try:
+            tx, result, refused = await self._pipeline.inject(
+                str(sender),
+                [str(a) for a in envelope],
+                data,
+                relay=True,
+                submission=True,
+                source="HTTP",
+                send=record,
+                queue_id=queue_id,
+                events=drops,
+            )
+        except DuplicateRequest:
+            return await self._raced(key, idempotency_key, request_hash)
+        except MessageRefused as exc:
+            raise ApiError(422, "invalid_message", str(exc)) from None
+        except QuotaExceeded:
+            raise ApiError(
+                422, "mailbox_full", "every recipient's mailbox is full; nothing was sent"
+            ) from None
+        except StoreError as exc:
+            log_event(log, logging.ERROR, "api.store_failed", queue_id=queue_id, error=str(exc))
+            raise ApiError(
+                503, "unavailable", "the message could not be stored; try again"
+            ) from None
+        if not tx.recipients:
+            raise ApiError(
+                422,
+                "no_recipients",
+                "no recipient can receive this message: " + ", ".join(refused),
+                "to",
+            )
+        await self._pipeline.local_reports(tx, result)
+        log_event(
+            log,
+            logging.INFO,
+            "api.sent",
+            queue_id=queue_id,
+            key=key.prefix,
+            sender=str(sender),
+            recipients=len(tx.recipients),
+            queued=result.queued,
+            refused=len(refused),
+        )
+        statuses = _statuses(tx, result, refused) + [_dropped(a, listed) for a in dropped]
+        return 202, MessageOut(id=queue_id, message_id=tx.message_id, recipients=statuses)
+
+    async def _raced(
+        self, key: ApiKey, idempotency_key: str | None, request_hash: str
+    ) -> tuple[int, MessageOut]:
+        """The same key and Idempotency-Key, committed by a request running alongside."""
+        earlier = await self._earlier(key, idempotency_key or "", request_hash)
+        if earlier is None:  # pragma: no cover - the commit that refused ours made it
+            raise ApiError(409, "conflict", "a request with this key is in progress")
+        return 200, earlier
+
+    async def _link_secret(self) -> bytes:
+        if self._secret is None:
+            self._secret = await self._api.secret(LINK_SECRET)
+        return self._secret
+
+    def _recipients(self, msg: MessageIn) -> list[Address]:
+        """to, cc and bcc, each checked, each address once (a message to the same address
+        twice is delivered once, as SMTP would)."""
+        seen: dict[str, Address] = {}
+        for name, values in (("to", msg.to), ("cc", msg.cc), ("bcc", msg.bcc)):
+            for i, text in enumerate(values):
+                _, address = _address(text, f"{name}.{i}")
+                seen.setdefault(address.key, address)
+        for i, text in enumerate(msg.reply_to):
+            _address(text, f"reply_to.{i}")
+        if not seen:
+            raise ApiError(422, "no_recipients", "to: a message needs a recipient", "to")
+        if len(seen) > self._limits.max_recipients:
+            raise ApiError(
+                422,
+                "too_many_recipients",
+                f"to: at most {self._limits.max_recipients} recipients in one message",
+                "to",
+            )
+        return list(seen.values())
+
+    async def _earlier(
+        self, key: ApiKey, idempotency_key: str, request_hash: str
+    ) -> MessageOut | None:
+        sent = await self._api.find_send(key.id, idempotency_key)
+        if sent is None:
+            return None
+        if sent.fingerprint != request_hash:
+            raise ApiError(
+                422,
+                "idempotency_mismatch",
+                "this Idempotency-Key was used with a different request",
+                "Idempotency-Key",
+            )
+        state = message_state(sent, await self._queue.events(sent.queue_id))
+        return MessageOut(
+            id=state.id,
+            message_id=state.message_id,
+            recipients=[RecipientOut(email=r.email, status=r.status) for r in state.recipients],
+        )
+
+
+def _dropped(address: Address, listed: dict[str, Suppression]) -> RecipientOut:
+    reason = listed[str(address).lower()].reason
+    return RecipientOut(email=str(address), status="dropped", reason=f"suppressed ({reason})")
+
+
+def _statuses(
+    tx: Transaction, result: DeliveryResult, refused: Sequence[str]
+) -> list[RecipientOut]:
+    full = {(t.account_id, t.mailbox) for t in result.over_quota}
+    out: list[RecipientOut] = []
+    for r in tx.recipients:
+        if r.remote is not None:
+            out.append(RecipientOut(email=str(r.address), status="queued"))
+        elif all((t.account_id, t.mailbox) in full for t in r.targets):
+            out.append(RecipientOut(email=str(r.address), status="bounced", reason="mailbox full"))
+        else:
+            out.append(RecipientOut(email=str(r.address), status="delivered"))
+    for text in refused:
+        out.append(RecipientOut(email=text, status="rejected", reason="no such user here"))
+    return out
