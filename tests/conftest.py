@@ -16,8 +16,4 @@ def server(tmp_path: Path) -> Iterator[Server]:
     try:
         yield srv
     finally:
-        if srv.proc is not None:
-            try:
-                srv.stop(timeout=30)  # a clean stop (also lets coverage save its data)
-            except Exception:  # whatever went wrong, do not leave it running
-                srv.kill()
+        srv.close()

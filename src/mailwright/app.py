@@ -25,7 +25,8 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mailwright.api.app import ApiServices, create_app
+from mailwright.api.app import ApiServices, build_sender, create_app
+from mailwright.api.schedule import ScheduledSender
 from mailwright.api.webhooks import WebhookDispatcher
 from mailwright.config import Config
 from mailwright.config.loader import parse_listen
@@ -36,6 +37,7 @@ from mailwright.intake.pipeline import Pipeline
 from mailwright.intake.routing import Router
 from mailwright.intake.smtp import Relay, Submission
 from mailwright.message.dkim import DkimKey
+from mailwright.metrics import meter
 from mailwright.outbound.runner import Dsn, QueueRunner
 from mailwright.policy.auth import Authenticator, AuthLimits, AuthThrottle, LoginCache
 from mailwright.serve.access import AccessListener
@@ -142,6 +144,7 @@ class App:
         self.imap: AccessListener | None = None
         self.http: HttpListener | None = None
         self.webhooks: WebhookDispatcher | None = None
+        self.scheduled: ScheduledSender | None = None
         self.addresses: dict[str, list[tuple[str, int]]] = {}
         self._sockets = sockets
         self._shared = shared
@@ -272,24 +275,26 @@ class App:
             for sock in sockets.imaps:
                 await self.imap.listen_socket(sock, implicit_tls=True)
         if sockets.http:
+            services = ApiServices(
+                pipeline=pipeline,
+                api=self.store.api,
+                queue=self.store.queue,
+                accounts=self.store.accounts,
+                max_request_size=self.config.http.max_request_size,
+                max_batch=self.config.http.max_batch,
+                max_recipients=self.config.http.max_recipients,
+                max_message_size=self.config.smtp.max_message_size,
+                public_url=public_url(self.config, sockets),
+                webhooks=self.store.webhooks,
+                metrics=self.config.http.metrics,
+            )
             self.http = HttpListener(
-                create_app(
-                    ApiServices(
-                        pipeline=pipeline,
-                        api=self.store.api,
-                        queue=self.store.queue,
-                        accounts=self.store.accounts,
-                        max_request_size=self.config.http.max_request_size,
-                        max_batch=self.config.http.max_batch,
-                        max_recipients=self.config.http.max_recipients,
-                        max_message_size=self.config.smtp.max_message_size,
-                        public_url=public_url(self.config, sockets),
-                        webhooks=self.store.webhooks,
-                    )
-                ),
-                shutdown_grace=self.config.smtp.shutdown_grace,
+                create_app(services), shutdown_grace=self.config.smtp.shutdown_grace
             )
             await self.http.listen_sockets(sockets.http)
+            # Held sends go out from every worker that serves the API (one claims each).
+            self.scheduled = ScheduledSender(self.store.api, build_sender(services))
+            self.scheduled.start()
         self.runner.start()
         self.webhooks.start()
         self.addresses = addresses_of(sockets)
@@ -334,6 +339,8 @@ class App:
             await self.http.shutdown()
         if self.webhooks is not None:
             await self.webhooks.stop(self.config.smtp.shutdown_grace)
+        if self.scheduled is not None:
+            await self.scheduled.stop(self.config.smtp.shutdown_grace)
         if self.runner is not None:
             await self.runner.stop(self.config.smtp.shutdown_grace)
         if self.submission is not None:
@@ -466,6 +473,10 @@ def _run_loop(app: App, *, banner: bool) -> None:
 def run(config: Config) -> int:
     """Run until SIGTERM/SIGINT; exit status 0 on a clean stop."""
     workers = config.workers or os.cpu_count() or 1
+    # Before any worker counts anything: a scrape sums every process's files there.
+    metrics_dir = Path(config.data_dir) / "run" / "metrics"
+    meter.prepare_directory(metrics_dir)
+    meter.use_directory(metrics_dir)
     if workers == 1:
         with contextlib.suppress(KeyboardInterrupt):
             _run_loop(App(config), banner=True)
@@ -555,6 +566,7 @@ class Supervisor:
             if n is None:
                 continue
             shared.clear_worker(n)
+            meter.process_dead(pid)
             if self.stopping:
                 continue
             log_event(log, logging.ERROR, "worker.died", worker=n, pid=pid, status=status)

@@ -13,6 +13,7 @@ from mailwright.store.api import (
     ApiTemplate,
     EventQuery,
     MailEvent,
+    ScheduledSend,
     Store,
     Suppression,
     Target,
@@ -236,3 +237,63 @@ async def test_secrets_are_made_once(store: Store, backend: Backend) -> None:
     assert await store.api.secret("other") != first
     store = await backend.reopen(store)
     assert await store.api.secret("links") == first
+
+
+async def test_key_limits_and_usage(store: Store) -> None:
+    key = await store.api.create_key(
+        "", "mw_lim", secret(9), frozenset({"send"}), None, daily_quota=100, rate_limit=5
+    )
+    assert (key.daily_quota, key.rate_limit) == (100, 5)
+    changed = await store.api.set_key_limits(key.id, None, 7)
+    assert (changed.daily_quota, changed.rate_limit) == (None, 7)
+    assert await store.api.key_by_hash(secret(9)) == changed
+    with pytest.raises(NotFound):
+        await store.api.set_key_limits(999_999, 1, 1)
+    bob = await account(store, "bob@example.test")
+    await send(
+        store,
+        ApiSend(key.id, "example.test", recipients=3, created_at=1000.0),
+        [Target(bob.id, INBOX)],
+    )
+    await send(
+        store,
+        ApiSend(key.id, "example.test", recipients=2, created_at=2000.0),
+        [Target(bob.id, INBOX)],
+    )
+    await send(store, ApiSend(key.id + 1, "example.test", recipients=9), [Target(bob.id, INBOX)])
+    assert await store.api.usage(key.id, 0) == (2, 5)
+    assert await store.api.usage(key.id, 1500.0) == (1, 2)
+    assert await store.api.usage(key.id, 3000.0) == (0, 0)
+
+
+async def test_held_sends_are_claimed_settled_and_cancelled(store: Store) -> None:
+    req = '{"from": "a@example.test", "to": ["b@example.test"], "text": "x"}'
+    await store.api.schedule_send(ScheduledSend("q1", 1, "Example.test", 100.0, req, "idem-1", "f"))
+    await store.api.schedule_send(ScheduledSend("q2", 1, "example.test", 200.0, req))
+    with pytest.raises(DuplicateRequest):
+        await store.api.schedule_send(ScheduledSend("q3", 1, "example.test", 300.0, req, "idem-1"))
+    held = await store.api.get_scheduled("q1")
+    assert held is not None and held.sender_domain == "example.test" and held.created_at > 0
+    assert await store.api.find_scheduled(1, "idem-1") == held
+    assert await store.api.find_scheduled(2, "idem-1") is None
+    # Only what is due, each claimed once while its lease holds.
+    assert [e.queue_id for e in await store.api.claim_scheduled(150.0, 10, 1000.0)] == ["q1"]
+    assert await store.api.claim_scheduled(150.0, 10, 60.0) == []
+    assert [e.queue_id for e in await store.api.claim_scheduled(250.0, 10, 60.0)] == ["q2"]
+    # A claimed one cannot be cancelled; a settled retry can be claimed again later.
+    await store.api.settle_scheduled("q2", retry_at=400.0, error="storage trouble")
+    again = await store.api.get_scheduled("q2")
+    assert again is not None and (again.due, again.attempts, again.last_error) == (
+        400.0,
+        1,
+        "storage trouble",
+    )
+    assert [e.queue_id for e in await store.api.claim_scheduled(400.0, 10, 60.0)] == ["q2"]
+    await store.api.settle_scheduled("q2")
+    assert await store.api.get_scheduled("q2") is None
+    await store.api.schedule_send(ScheduledSend("q4", 1, "example.test", 10**10, req))
+    assert await store.api.cancel_scheduled("q4")
+    assert not await store.api.cancel_scheduled("q4")
+    key = await store.api.create_key("", "mw_g", secret(5), frozenset({"send"}), None)
+    assert await store.api.get_key(key.id) == key
+    assert await store.api.get_key(999_999) is None

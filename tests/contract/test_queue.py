@@ -242,3 +242,20 @@ async def test_a_restart_lifts_the_leases_of_the_dead(store: Store, backend: Bac
     await store.queue.claim(RECEIVED_AT, 10, 3600)
     store = await backend.reopen(store)  # the serving process's startup: crash recovery
     assert len(await store.queue.claim(RECEIVED_AT, 10, 60)) == 1
+
+
+async def test_queue_stats_count_entries_and_find_the_oldest(store: Store) -> None:
+    assert await store.queue.queue_stats() == (0, None)
+    for received_at, rcpts in (
+        (RECEIVED_AT + 50, ("a@remote.test",)),
+        (RECEIVED_AT, ("b@x.test", "c@y.test")),
+    ):
+        blob = store.messages.new_blob()
+        blob.write(message(1))
+        await store.messages.deliver(blob, queue_id(), received_at, [], outbound=outbound(*rcpts))
+    assert await store.queue.queue_stats() == (3, RECEIVED_AT)
+    # A claimed (leased) entry is still in the queue; a settled one is not.
+    claimed = await store.queue.claim(RECEIVED_AT + 100, 10, 60)
+    oldest = [e for e in claimed if e.received_at == RECEIVED_AT]
+    await store.queue.update([QueueUpdate(e.id, "delivered") for e in oldest])
+    assert await store.queue.queue_stats() == (1, RECEIVED_AT + 50)

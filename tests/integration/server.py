@@ -161,6 +161,16 @@ class Server:
         self._release()
         return code
 
+    def close(self) -> None:
+        """At the end of a test: a clean stop (which also lets coverage save its data), or
+        SIGKILL if that fails; never left running."""
+        if self.proc is None:
+            return
+        try:
+            self.stop(timeout=30)
+        except Exception:  # whatever went wrong, do not leave it running
+            self.kill()
+
     def _release(self) -> None:
         if self.proc is not None and self.proc.stdout is not None:
             self.proc.stdout.close()

@@ -91,11 +91,7 @@ def api(
     try:
         yield server, Client(server), keys
     finally:
-        if server.proc is not None:
-            try:
-                server.stop(timeout=30)
-            except Exception:  # whatever went wrong, do not leave it running
-                server.kill()
+        server.close()
 
 
 def message(**kw: object) -> Json:
@@ -519,8 +515,7 @@ def test_a_sigkill_after_202_loses_nothing(tmp_path: Path) -> None:
                 "x@remote.test",
             }
     finally:
-        if server.proc is not None:
-            server.stop(timeout=30)
+        server.close()
 
 
 def test_templates_are_checked_saved_and_rendered_per_recipient(
@@ -713,3 +708,160 @@ def test_one_click_unsubscribe(api: tuple[Server, Client, dict[str, str]]) -> No
         key=keys["send"],
     )
     assert (status, err["error"]["field"]) == (422, "unsubscribe")
+
+
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """A click must be seen as the server answers it: a 302 and where it points."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def fetch(server: Server, path: str, agent: str = "Test Mail/1.0") -> tuple[int, bytes, Json]:
+    """GET ``path`` as a mail client would, following no redirect: (status, body,
+    headers with lower-case names)."""
+    opener = urllib.request.build_opener(_RefuseRedirects)
+    request = urllib.request.Request(f"http://127.0.0.1:{server.http_port}{path}")
+    request.add_header("User-Agent", agent)
+    try:
+        with opener.open(request, timeout=30) as response:
+            status, body, headers = response.status, response.read(), response.headers
+    except urllib.error.HTTPError as exc:
+        status, body, headers = exc.code, exc.read(), exc.headers
+    return status, body, {k.lower(): v for k, v in headers.items()}
+
+
+def _attribute(html: str, before: str) -> str:
+    """The double-quoted value that follows ``before`` in ``html``."""
+    return html.split(before, 1)[1].split('"', 1)[0]
+
+
+def _path(server: Server, url: str) -> str:
+    return url.split(f":{server.http_port}", 1)[1]
+
+
+def _events(client: Client, keys: dict[str, str], queue_id: str, kind: str) -> list[Json]:
+    status, page, _ = client.call(
+        "GET", f"/v1/events?message={queue_id}&type={kind}", key=keys["read"]
+    )
+    assert status == 200, page
+    events: list[Json] = page["data"]
+    return events
+
+
+TRACKED_HTML = (
+    '<html><body><p>Read <a href="https://example.com/docs?a=1&amp;b=2">the docs</a>'
+    ' or <a href="mailto:help@example.test">write</a>.</p></body></html>'
+)
+
+
+def test_open_and_click_tracking(api: tuple[Server, Client, dict[str, str]]) -> None:
+    server, client, keys = api
+    status, out, _ = client.call(
+        "POST",
+        "/v1/messages",
+        message(
+            html=TRACKED_HTML,
+            text="Read https://example.com/docs\n",
+            track_opens=True,
+            track_clicks=True,
+        ),
+        key=keys["send"],
+    )
+    assert status == 202, out
+    msg = parsed(server.inbox("bob@example.test")[-1])
+    assert msg["Message-ID"] == out["message_id"]
+    html_part, text_part = msg.get_body(("html",)), msg.get_body(("plain",))
+    assert html_part is not None and text_part is not None
+    html = html_part.get_content()
+    # The text part is never touched; in the html, only the http(s) link is.
+    assert text_part.get_content().replace("\r\n", "\n") == "Read https://example.com/docs\n"
+    assert '<a href="mailto:help@example.test">' in html
+    assert "https://example.com/docs" not in html
+    click = _path(server, _attribute(html, '<a href="'))
+    pixel = _path(server, _attribute(html, '<img src="'))
+    assert click.startswith("/v1/t/c/") and pixel.startswith("/v1/t/o/")
+    assert html.index('style="display:none">') < html.index("</body>")
+
+    # The pixel: a GIF that no cache keeps, and an "opened" event for bob.
+    status, body, headers = fetch(server, pixel)
+    assert status == 200 and len(body) == 43 and body.startswith(b"GIF89a")
+    assert headers["content-type"] == "image/gif"
+    assert headers["cache-control"] == "no-store, private"
+    [opened] = _events(client, keys, out["id"], "opened")
+    assert opened["recipient"] == "bob@example.test"
+    assert opened["detail"] == {"user_agent": "Test Mail/1.0", "ip": "127.0.0.1"}
+
+    # The click: a 302 to the URL the message was sent with (entities undone).
+    status, _, headers = fetch(server, click)
+    assert status == 302
+    assert headers["location"] == "https://example.com/docs?a=1&b=2"
+    [clicked] = _events(client, keys, out["id"], "clicked")
+    assert clicked["recipient"] == "bob@example.test"
+    assert clicked["detail"]["url"] == "https://example.com/docs?a=1&b=2"
+    assert clicked["detail"]["ip"] == "127.0.0.1"
+
+    # Engagement follows delivery: the recipient's state stays "delivered".
+    _, state, _ = client.call("GET", f"/v1/messages/{out['id']}", key=keys["read"])
+    [rcpt] = state["recipients"]
+    assert rcpt["status"] == "delivered"
+    assert [e["type"] for e in rcpt["events"]][-2:] == ["opened", "clicked"]
+
+    # A tampered link is nothing: no redirect for a click, the image (and no event) for
+    # an open; nor does one kind of token pass for the other.
+    assert fetch(server, click[:-2] + ("AA" if not click.endswith("AA") else "BB"))[0] == 404
+    assert fetch(server, "/v1/t/c/" + pixel.rsplit("/", 1)[1])[0] == 404
+    for bad in (pixel[:-2] + ("AA" if not pixel.endswith("AA") else "BB"), "/v1/t/o/x.y"):
+        status, body, headers = fetch(server, bad)
+        assert (status, len(body), headers["content-type"]) == (200, 43, "image/gif")
+    status, body, _ = fetch(server, "/v1/t/o/" + click.rsplit("/", 1)[1])
+    assert (status, len(body)) == (200, 43)
+    assert len(_events(client, keys, out["id"], "opened")) == 1
+    assert len(_events(client, keys, out["id"], "clicked")) == 1
+
+
+def test_an_open_of_a_message_to_several_recipients_names_none(
+    api: tuple[Server, Client, dict[str, str]],
+) -> None:
+    server, client, keys = api
+    status, out, _ = client.call(
+        "POST",
+        "/v1/messages",
+        message(to=["bob@example.test", "alice@example.test"], html=TRACKED_HTML, track_opens=True),
+        key=keys["send"],
+    )
+    assert status == 202, out
+    html_part = parsed(server.inbox("alice@example.test")[-1]).get_body(("html",))
+    assert html_part is not None
+    html = html_part.get_content()
+    # Opens only: the links are as they were.
+    assert '<a href="https://example.com/docs?a=1&amp;b=2">' in html
+    assert fetch(server, _path(server, _attribute(html, '<img src="')))[0] == 200
+    [opened] = _events(client, keys, out["id"], "opened")
+    assert opened["recipient"] is None
+
+
+def test_tracking_is_off_by_default_and_needs_html(
+    api: tuple[Server, Client, dict[str, str]],
+) -> None:
+    server, client, keys = api
+    status, out, _ = client.call(
+        "POST", "/v1/messages", message(html=TRACKED_HTML), key=keys["send"]
+    )
+    assert status == 202, out
+    html_part = parsed(server.inbox("bob@example.test")[-1]).get_body(("html",))
+    assert html_part is not None
+    html = html_part.get_content()
+    assert '<a href="https://example.com/docs?a=1&amp;b=2">' in html
+    assert "/v1/t/" not in html and "<img" not in html
+    # A text-only message has nothing to track: it goes out as it came.
+    status, out, _ = client.call(
+        "POST",
+        "/v1/messages",
+        message(text="See https://example.com/\n", track_opens=True, track_clicks=True),
+        key=keys["send"],
+    )
+    assert status == 202, out
+    msg = parsed(server.inbox("bob@example.test")[-1])
+    assert msg.get_content_type() == "text/plain"
+    assert msg.get_content().replace("\r\n", "\n") == "See https://example.com/\n"

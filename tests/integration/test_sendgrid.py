@@ -70,11 +70,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Keys
     try:
         yield server, keys
     finally:
-        if server.proc is not None:
-            try:
-                server.stop(timeout=30)
-            except Exception:  # whatever went wrong, do not leave it running
-                server.kill()
+        server.close()
 
 
 def client(server: Server, key: str) -> SendGridAPIClient:

@@ -47,11 +47,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     try:
         yield server, Client(server), keys
     finally:
-        if server.proc is not None:
-            try:
-                server.stop(timeout=30)
-            except Exception:  # whatever went wrong, do not leave it running
-                server.kill()
+        server.close()
 
 
 def until(check: Callable[[], bool], what: str) -> None:

@@ -7,12 +7,16 @@ Retries are a second apart here (``queue.retry_schedule = [1]``), so "later" is 
 from __future__ import annotations
 
 import email
+import json
 import smtplib
 import sqlite3
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -176,3 +180,56 @@ def test_sigkill_mid_queue_loses_nothing(setup: Setup) -> None:
         line for raw in got for line in raw.split(b"\n") if line.startswith(b"Subject: message")
     )
     assert subjects == sorted(f"Subject: message {n}".encode() for n in range(20))
+
+
+def test_an_api_send_is_delivered_by_mx_and_a_hard_bounce_suppresses(setup: Setup) -> None:
+    """The HTTP API's messages take the same road: delivered (event with Postfix's reply),
+    and a 550 is a "bounced" event with the remote reply that puts the address on the
+    suppression list, so the next send to it is dropped."""
+    setup.mx.set_reply("gone@remote.test", "550 5.1.1 No such user here")
+    key = mailwright(
+        "apikey", "create", "--scope", "send", "--scope", "read", config=setup.server.config
+    ).splitlines()[0]
+    base = f"http://127.0.0.1:{setup.server.http_port}"
+
+    def call(method: str, path: str, body: object = None) -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(base + path, data=data, method=method)
+        request.add_header("Authorization", f"Bearer {key}")
+        request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    status, out = call(
+        "POST",
+        "/v1/messages",
+        {
+            "from": SENDER,
+            "to": ["bob@remote.test", "gone@remote.test"],
+            "subject": "by http",
+            "text": "Hello over HTTP.",
+        },
+    )
+    assert status == 202, out
+    [raw] = setup.mx.wait_for(1, timeout=WAIT)
+    message = crlf(raw)
+    assert b"Subject: by http" in message and verify(message, setup.txt.get)
+    setup.wait_event("bounced", "gone@remote.test")
+    setup.wait_event("delivered", "bob@remote.test")
+    status, state = call("GET", f"/v1/messages/{out['id']}")
+    by_rcpt = {r["email"]: r for r in state["recipients"]}
+    assert by_rcpt["bob@remote.test"]["status"] == "delivered"
+    bounced = by_rcpt["gone@remote.test"]
+    assert bounced["status"] == "bounced"
+    assert "550 5.1.1" in bounced["events"][-1]["detail"]["reply"]
+    _, listed = call("GET", "/v1/suppressions")
+    assert [(s["address"], s["reason"]) for s in listed["data"]] == [("gone@remote.test", "bounce")]
+    status, again = call(
+        "POST",
+        "/v1/messages",
+        {"from": SENDER, "to": ["gone@remote.test"], "subject": "again", "text": "x"},
+    )
+    assert status == 202 and [r["status"] for r in again["recipients"]] == ["dropped"]

@@ -3,6 +3,7 @@
 | layer | packages                    | may import                                      |
 | L0    | core                        | stdlib                                          |
 | L1    | message, proto, dns, config | core (proto and core: stdlib only besides)      |
+|       | metrics                     | core (and prometheus_client)                    |
 | L2    | store                       | core, message                                   |
 | L3    | policy                      | L0-L2, of store only store.api                  |
 | L4    | intake, outbound, access    | L0-L3                                           |
@@ -29,6 +30,7 @@ LAYERS = {
     "proto": 1,
     "dns": 1,
     "config": 1,
+    "metrics": 1,
     "store": 2,
     "policy": 3,
     "intake": 4,
@@ -47,6 +49,7 @@ ONLY = {
     "proto": frozenset({"core"}),
     "dns": frozenset({"core"}),
     "config": frozenset({"core"}),
+    "metrics": frozenset({"core"}),
     "store": frozenset({"core", "message"}),
 }
 TOP = 6  # app and cli may import everything, each other included

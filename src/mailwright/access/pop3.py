@@ -306,7 +306,7 @@ class Pop3Session:
         if not self._plaintext_ok:
             return self._no_plain
         result = await self.authenticator.authenticate(
-            username, password, self.ip, conn=self.conn_id
+            username, password, self.ip, conn=self.conn_id, protocol="pop3"
         )
         if not result.ok or result.account is None:
             return replies.AUTH_FAILED

@@ -9,10 +9,11 @@ from it and sees only its messages.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
-from fastapi import FastAPI, Header, Query, Request
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
@@ -20,8 +21,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mailwright.api import keys as api_keys
-from mailwright.api.auth import ManageKey, ReadKey, SendKey
+from mailwright.api.auth import ManageKey, ReadKey, SendKey, authenticated
 from mailwright.api.errors import ApiError, from_validation
+from mailwright.api.metrics import RequestMetrics, metrics_routes
 from mailwright.api.models import (
     BatchIn,
     BatchItemOut,
@@ -30,17 +32,28 @@ from mailwright.api.models import (
     ErrorOut,
     EventPage,
     KeyIn,
+    KeyLimitsIn,
     KeyOut,
     MessageIn,
     MessageOut,
     MessageState,
     NewKeyOut,
+    UsageOut,
 )
-from mailwright.api.send import Limits, Sender, check_idempotency_key, fingerprint
+from mailwright.api.quota import usage
+from mailwright.api.send import (
+    Limits,
+    Sender,
+    check_idempotency_key,
+    fingerprint,
+    request_recipients,
+)
 from mailwright.api.sendgrid import SendGridRefusal, sendgrid_routes
+from mailwright.api.stats import stats_routes
 from mailwright.api.suppression import suppression_routes
 from mailwright.api.templates import template_routes
-from mailwright.api.views import EVENT_TYPES, STORE_TYPES, expand, message_state
+from mailwright.api.tracking import tracking_routes
+from mailwright.api.views import EVENT_TYPES, STORE_TYPES, expand, held_state, message_state
 from mailwright.api.webhook_routes import webhook_routes
 from mailwright.core.address import Address, AddressError
 from mailwright.core.log import event as log_event
@@ -49,7 +62,7 @@ from mailwright.store.api import Accounts, Api, ApiKey, EventQuery, Queue, Webho
 from mailwright.store.errors import NotFound, StoreError
 
 log = logging.getLogger("mailwright.api")
-_M = TypeVar("_M", MessageIn, BatchIn, KeyIn)
+_M = TypeVar("_M", MessageIn, BatchIn, KeyIn, KeyLimitsIn)
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorOut} for status in (400, 401, 403, 404, 413, 422, 503)
@@ -68,6 +81,7 @@ class ApiServices:
     max_message_size: int
     public_url: str = "http://localhost"  # where links in messages point (no trailing /)
     webhooks: Webhooks | None = None
+    metrics: bool = True  # serve GET /metrics (http.metrics)
 
 
 def _error(exc: ApiError) -> JSONResponse:
@@ -130,15 +144,14 @@ def create_app(services: ApiServices) -> ASGIApp:
     app.state.webhooks = services.webhooks
     app.include_router(webhook_routes())
     app.include_router(sendgrid_routes())
-    sender = Sender(
-        services.pipeline,
-        services.api,
-        services.queue,
-        Limits(services.max_message_size, services.max_recipients, services.public_url),
-    )
+    sender = build_sender(services)
 
     app.include_router(template_routes())
     app.include_router(suppression_routes())
+    app.include_router(tracking_routes())
+    app.include_router(stats_routes())
+    if services.metrics:
+        app.include_router(metrics_routes())
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -226,13 +239,29 @@ def create_app(services: ApiServices) -> ASGIApp:
         tags=["messages"],
     )
     async def get_message(message: str, key: ReadKey) -> MessageState:
-        """A message sent through the API: each recipient's state and history."""
+        """A message sent through the API: each recipient's state and history (or, held
+        for its ``send_at``, "scheduled")."""
         sent = await services.api.get_send(message)
-        if sent is None or (
-            key.sender_domain is not None and sent.sender_domain != key.sender_domain
-        ):
+        if sent is None:
+            held = await services.api.get_scheduled(message)
+            if held is None or not _visible(key, held.sender_domain):
+                raise ApiError(404, "not_found", f"no message {message}")
+            return held_state(held, request_recipients(held))
+        if not _visible(key, sent.sender_domain):
             raise ApiError(404, "not_found", f"no message {message}")
         return message_state(sent, await services.queue.events(message))
+
+    @app.delete("/v1/messages/{message}", status_code=204, responses=_ERRORS, tags=["messages"])
+    async def cancel_message(message: str, key: SendKey) -> None:
+        """Cancel a send held for its ``send_at`` (409 once it is being sent or sent)."""
+        held = await services.api.get_scheduled(message)
+        if held is None or not _visible(key, held.sender_domain):
+            if await services.api.get_send(message) is not None:
+                raise ApiError(409, "conflict", f"{message} was sent already")
+            raise ApiError(404, "not_found", f"no scheduled message {message}")
+        if not await services.api.cancel_scheduled(message):
+            raise ApiError(409, "conflict", f"{message} is being sent")
+        log_event(log, logging.INFO, "api.cancelled", queue_id=message, by=key.prefix)
 
     @app.get("/v1/events", response_model=EventPage, responses=_ERRORS, tags=["events"])
     async def list_events(
@@ -286,7 +315,13 @@ def create_app(services: ApiServices) -> ASGIApp:
         domain = await _domain(services, spec.sender_domain)
         made = api_keys.new_key()
         stored = await services.api.create_key(
-            spec.name, made.prefix, made.secret_hash, frozenset(spec.scopes), domain
+            spec.name,
+            made.prefix,
+            made.secret_hash,
+            frozenset(spec.scopes),
+            domain,
+            daily_quota=spec.daily_quota,
+            rate_limit=spec.rate_limit,
         )
         log_event(log, logging.INFO, "api.key_created", key=made.prefix, by=key.prefix)
         return NewKeyOut(**_key_out(stored).model_dump(), key=made.secret)
@@ -294,6 +329,30 @@ def create_app(services: ApiServices) -> ASGIApp:
     @app.get("/v1/api-keys", response_model=list[KeyOut], responses=_ERRORS, tags=["keys"])
     async def list_keys(key: ManageKey) -> list[KeyOut]:
         return [_key_out(k) for k in await services.api.list_keys()]
+
+    @app.patch("/v1/api-keys/{key_id}", response_model=KeyOut, responses=_ERRORS, tags=["keys"])
+    async def set_limits(request: Request, key_id: int, key: ManageKey) -> KeyOut:
+        """Set (or, with null, lift) a key's daily quota and rate limit."""
+        spec = _parse(KeyLimitsIn, await request.body())
+        try:
+            changed = await services.api.set_key_limits(key_id, spec.daily_quota, spec.rate_limit)
+        except NotFound:
+            raise ApiError(404, "not_found", f"no API key {key_id}") from None
+        log_event(log, logging.INFO, "api.key_limits", key_id=key_id, by=key.prefix)
+        return _key_out(changed)
+
+    @app.get("/v1/usage", response_model=UsageOut, responses=_ERRORS, tags=["keys"])
+    async def get_usage(key: Annotated[ApiKey, Depends(authenticated)]) -> UsageOut:
+        """What the request's key sent today (UTC) and its limits."""
+        today = await usage(services.api, key, time.time())
+        return UsageOut(
+            key_id=key.id,
+            daily_quota=key.daily_quota,
+            rate_limit=key.rate_limit,
+            messages_today=today.messages,
+            recipients_today=today.recipients,
+            resets_at=today.resets_at,
+        )
 
     @app.delete("/v1/api-keys/{key_id}", status_code=204, responses=_ERRORS, tags=["keys"])
     async def revoke_key(key_id: int, key: ManageKey) -> None:
@@ -303,7 +362,20 @@ def create_app(services: ApiServices) -> ASGIApp:
             raise ApiError(404, "not_found", f"no API key {key_id}") from None
         log_event(log, logging.INFO, "api.key_revoked", key_id=key_id, by=key.prefix)
 
-    return BodyLimit(app, services.max_request_size)
+    return RequestMetrics(BodyLimit(app, services.max_request_size))
+
+
+def build_sender(services: ApiServices) -> Sender:
+    return Sender(
+        services.pipeline,
+        services.api,
+        services.queue,
+        Limits(services.max_message_size, services.max_recipients, services.public_url),
+    )
+
+
+def _visible(key: ApiKey, sender_domain: str) -> bool:
+    return key.sender_domain is None or key.sender_domain == sender_domain
 
 
 def _parse(model: type[_M], raw: bytes) -> _M:
@@ -369,4 +441,6 @@ def _key_out(key: ApiKey) -> KeyOut:
         sender_domain=key.sender_domain,
         created_at=key.created_at,
         revoked=key.revoked,
+        daily_quota=key.daily_quota,
+        rate_limit=key.rate_limit,
     )

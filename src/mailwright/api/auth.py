@@ -14,6 +14,7 @@ from fastapi import Depends, Header, Request
 from mailwright.api.errors import ApiError
 from mailwright.api.keys import hash_secret
 from mailwright.core.log import event as log_event
+from mailwright.metrics import meter
 from mailwright.store.api import ApiKey
 
 log = logging.getLogger("mailwright.api")
@@ -37,6 +38,7 @@ async def authenticated(
     if key is None or key.revoked:
         client = request.client.host if request.client else ""
         log_event(log, logging.WARNING, "auth.failed", protocol="http", ip=client)
+        meter.auth_failed("http")
         raise ApiError(401, "unauthorized", "unknown or revoked API key", headers=_CHALLENGE)
     return key
 

@@ -39,10 +39,10 @@ class ApiError(MailwrightError):
 
 
 def field_path(loc: Sequence[int | str]) -> str:
-    """pydantic's location of an error as a dotted path, without the "body" root:
-    ("body", "to", 2) → "to.2"; the alias "from" stays "from"."""
+    """pydantic's location of an error as a dotted path, without the "body" (or "query")
+    root: ("body", "to", 2) → "to.2"; the alias "from" stays "from"."""
     parts = [str(p) for p in loc]
-    if parts and parts[0] == "body":
+    if len(parts) > 1 and parts[0] in ("body", "query", "path"):
         parts = parts[1:]
     return ".".join(parts) or "body"
 

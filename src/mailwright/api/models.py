@@ -7,6 +7,7 @@ well formed) happen in ``api.send``, as 422s.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -50,6 +51,21 @@ class MessageIn(Strict):
         default=False,
         description="add a one-click unsubscribe link (RFC 8058); one recipient only",
     )
+    track_opens: bool = Field(
+        default=False,
+        description='add a hidden image to the html that records an "opened" event when'
+        " fetched; without html, nothing",
+    )
+    track_clicks: bool = Field(
+        default=False,
+        description="point the html's http(s) links at this server, which records a"
+        ' "clicked" event and redirects; without html, nothing',
+    )
+    send_at: datetime | None = Field(
+        default=None,
+        description="send later: ISO 8601 or Unix seconds; a time past or within a second"
+        " sends now",
+    )
     tags: Annotated[list[Tag], Field(max_length=20)] = Field(default_factory=list)
     metadata: dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=1000)]] = (
         Field(default_factory=dict, max_length=50)
@@ -63,7 +79,7 @@ class BatchIn(Strict):
 class RecipientOut(BaseModel):
     email: str
     status: str = Field(
-        description="queued, delivered, deferred, bounced, expired, rejected or dropped"
+        description="queued, delivered, deferred, bounced, expired, rejected, dropped or scheduled"
     )
     reason: str | None = None
 
@@ -119,12 +135,29 @@ class MessageState(BaseModel):
     tags: list[str]
     metadata: dict[str, str]
     recipients: list[RecipientState]
+    send_at: float | None = Field(default=None, description="held until then (Unix seconds)")
 
 
 class KeyIn(Strict):
     name: Annotated[str, Field(max_length=200)] = ""
     scopes: Annotated[list[Scope], Field(min_length=1)]
     sender_domain: str | None = None
+    daily_quota: Annotated[int | None, Field(ge=1, description="recipients per UTC day")] = None
+    rate_limit: Annotated[int | None, Field(ge=1, description="messages per second")] = None
+
+
+class KeyLimitsIn(Strict):
+    daily_quota: Annotated[int | None, Field(ge=1, description="null: no quota")]
+    rate_limit: Annotated[int | None, Field(ge=1, description="null: no limit")]
+
+
+class UsageOut(BaseModel):
+    key_id: int
+    daily_quota: int | None
+    rate_limit: int | None
+    messages_today: int
+    recipients_today: int
+    resets_at: float = Field(description="Unix seconds: the next UTC midnight")
 
 
 class KeyOut(BaseModel):
@@ -135,6 +168,8 @@ class KeyOut(BaseModel):
     sender_domain: str | None
     created_at: float
     revoked: bool
+    daily_quota: int | None
+    rate_limit: int | None
 
 
 class NewKeyOut(KeyOut):

@@ -16,13 +16,16 @@ import base64
 import binascii
 import hashlib
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mailwright.api.errors import ApiError
 from mailwright.api.models import MessageIn, MessageOut, RecipientOut
+from mailwright.api.quota import check_limits
 from mailwright.api.suppression import LINK_SECRET, UNSUBSCRIBE_PATH, unsubscribe_token
 from mailwright.api.templates import render_for_send
+from mailwright.api.tracking import track
 from mailwright.api.views import message_state
 from mailwright.core.address import Address, AddressError
 from mailwright.core.ids import new_queue_id
@@ -44,6 +47,7 @@ from mailwright.store.api import (
     DeliveryResult,
     MailEvent,
     Queue,
+    ScheduledSend,
     Suppression,
 )
 from mailwright.store.errors import DuplicateRequest, QuotaExceeded, StoreError
@@ -109,6 +113,7 @@ class Sender:
         self._queue = queue
         self._limits = limits
         self._secret: bytes | None = None
+        self._clock = time.time
 
     async def send(
         self,
@@ -117,10 +122,12 @@ class Sender:
         *,
         idempotency_key: str | None = None,
         request_hash: str = "",
+        scheduled: str | None = None,
     ) -> tuple[int, MessageOut]:
-        """(HTTP status, what became of each recipient). 202: accepted now; 200: the
-        message an earlier request with the same Idempotency-Key sent."""
-        if idempotency_key is not None:
+        """(HTTP status, what became of each recipient). 202: accepted now (or held for
+        its ``send_at``); 200: the message an earlier request with the same
+        Idempotency-Key sent. ``scheduled``: the queue id of a held send, sent now."""
+        if idempotency_key is not None and scheduled is None:
             earlier = await self._earlier(key, idempotency_key, request_hash)
             if earlier is not None:
                 return 200, earlier
@@ -139,6 +146,8 @@ class Sender:
                 422, "foreign_sender", f"from: {domain} is not a domain of this server", "from"
             )
         envelope = self._recipients(msg)
+        if scheduled is None:  # a held send was counted when it was asked for
+            await check_limits(self._api, key, len(envelope))
         subject, text, html = msg.subject, msg.text, msg.html
         if msg.template_id is not None:
             if subject or text is not None or html is not None:
@@ -150,8 +159,20 @@ class Sender:
                 )
             rendered = await render_for_send(self._api, key, msg.template_id, msg.variables)
             subject, text, html = rendered.subject, rendered.text, rendered.html
-        queue_id = new_queue_id()
+        queue_id = scheduled or new_queue_id()
         message_id = new_message_id(self._pipeline.hostname, queue_id)
+        if html is not None and (msg.track_opens or msg.track_clicks):
+            html = track(
+                html,
+                await self._link_secret(),
+                self._limits.public_url,
+                queue_id,
+                # One copy of the html serves every recipient: only a message to one can
+                # tell whose open or click it was.
+                str(envelope[0]) if len(envelope) == 1 else "",
+                opens=msg.track_opens,
+                clicks=msg.track_clicks,
+            )
         system: tuple[tuple[str, str], ...] = ()
         if msg.unsubscribe:
             if len(envelope) != 1:
@@ -191,6 +212,12 @@ class Sender:
                 "too_large",
                 f"the message is {len(data)} bytes; the limit is {self._limits.max_message_size}",
             )
+        if scheduled is None and msg.send_at is not None:
+            due = msg.send_at.timestamp()
+            if due > self._clock() + 1:
+                return await self._hold(
+                    key, msg, queue_id, domain, due, envelope, idempotency_key, request_hash
+                )
         record = ApiSend(
             key_id=key.id,
             sender_domain=domain,
@@ -198,6 +225,7 @@ class Sender:
             fingerprint=request_hash,
             tags=tuple(dict.fromkeys(msg.tags)),
             metadata=dict(msg.metadata),
+            recipients=len(envelope),
         )
         listed = await self._api.suppressed([str(a) for a in envelope])
         dropped = [a for a in envelope if str(a).lower() in listed]
@@ -217,7 +245,7 @@ class Sender:
             try:
                 await self._api.record_send(queue_id, record, drops)
             except DuplicateRequest:
-                return await self._raced(key, idempotency_key, request_hash)
+                return await self._raced(key, idempotency_key, request_hash, queue_id)
             return 202, MessageOut(
                 id=queue_id,
                 message_id=message_id,
@@ -236,7 +264,7 @@ class Sender:
                 events=drops,
             )
         except DuplicateRequest:
-            return await self._raced(key, idempotency_key, request_hash)
+            return await self._raced(key, idempotency_key, request_hash, queue_id)
         except MessageRefused as exc:
             raise ApiError(422, "invalid_message", str(exc)) from None
         except QuotaExceeded:
@@ -270,10 +298,44 @@ class Sender:
         statuses = _statuses(tx, result, refused) + [_dropped(a, listed) for a in dropped]
         return 202, MessageOut(id=queue_id, message_id=tx.message_id, recipients=statuses)
 
-    async def _raced(
-        self, key: ApiKey, idempotency_key: str | None, request_hash: str
+    async def _hold(
+        self,
+        key: ApiKey,
+        msg: MessageIn,
+        queue_id: str,
+        domain: str,
+        due: float,
+        envelope: list[Address],
+        idempotency_key: str | None,
+        request_hash: str,
     ) -> tuple[int, MessageOut]:
-        """The same key and Idempotency-Key, committed by a request running alongside."""
+        """Keep a checked request until its ``send_at`` (``ScheduledSender`` sends it then,
+        as ``queue_id``, after the same checks: a template or the suppression list may have
+        changed meanwhile)."""
+        entry = ScheduledSend(
+            queue_id=queue_id,
+            key_id=key.id,
+            sender_domain=domain,
+            due=due,
+            request=msg.model_dump_json(by_alias=True, exclude={"send_at"}),
+            idempotency_key=idempotency_key,
+            fingerprint=request_hash,
+        )
+        try:
+            await self._api.schedule_send(entry)
+        except DuplicateRequest:
+            return await self._raced(key, idempotency_key, request_hash, queue_id)
+        log_event(log, logging.INFO, "api.scheduled", queue_id=queue_id, key=key.prefix, due=due)
+        return 202, _held(entry, [str(a) for a in envelope])
+
+    async def _raced(
+        self, key: ApiKey, idempotency_key: str | None, request_hash: str, queue_id: str
+    ) -> tuple[int, MessageOut]:
+        """The same key and Idempotency-Key, committed by a request running alongside (or
+        a held send that was sent already, by a process that died before settling it)."""
+        sent = await self._api.get_send(queue_id)
+        if sent is not None:
+            return 200, await self._sent(sent)
         earlier = await self._earlier(key, idempotency_key or "", request_hash)
         if earlier is None:  # pragma: no cover - the commit that refused ours made it
             raise ApiError(409, "conflict", "a request with this key is in progress")
@@ -309,21 +371,46 @@ class Sender:
         self, key: ApiKey, idempotency_key: str, request_hash: str
     ) -> MessageOut | None:
         sent = await self._api.find_send(key.id, idempotency_key)
-        if sent is None:
+        held = None if sent is not None else await self._api.find_scheduled(key.id, idempotency_key)
+        found: ApiSend | ScheduledSend | None = sent or held
+        if found is None:
             return None
-        if sent.fingerprint != request_hash:
+        if found.fingerprint != request_hash:
             raise ApiError(
                 422,
                 "idempotency_mismatch",
                 "this Idempotency-Key was used with a different request",
                 "Idempotency-Key",
             )
+        if held is not None:
+            return _held(held, request_recipients(held))
+        return await self._sent(found) if isinstance(found, ApiSend) else None
+
+    async def _sent(self, sent: ApiSend) -> MessageOut:
         state = message_state(sent, await self._queue.events(sent.queue_id))
         return MessageOut(
             id=state.id,
             message_id=state.message_id,
             recipients=[RecipientOut(email=r.email, status=r.status) for r in state.recipients],
         )
+
+
+def request_recipients(held: ScheduledSend) -> list[str]:
+    """The recipients a held send's request names (as given)."""
+    msg = MessageIn.model_validate_json(held.request)
+    return list(dict.fromkeys([*msg.to, *msg.cc, *msg.bcc]))
+
+
+def _held(entry: ScheduledSend, recipients: list[str]) -> MessageOut:
+    # The Message-ID is made when the message is: it is not known yet.
+    return MessageOut(
+        id=entry.queue_id,
+        message_id="",
+        recipients=[
+            RecipientOut(email=r, status="scheduled", reason=f"send_at {entry.due:.0f}")
+            for r in recipients
+        ],
+    )
 
 
 def _dropped(address: Address, listed: dict[str, Suppression]) -> RecipientOut:

@@ -9,10 +9,11 @@ has its own events whatever the route. Other types keep their store names; "dele
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 from mailwright.api.models import AttemptOut, EventOut, MessageState, RecipientState
-from mailwright.store.api import ApiSend, MailEvent
+from mailwright.store.api import ApiSend, MailEvent, ScheduledSend
 
 # API type → the store types that can produce it.
 STORE_TYPES: dict[str, tuple[str, ...]] = {
@@ -25,6 +26,8 @@ STORE_TYPES: dict[str, tuple[str, ...]] = {
     "expired": ("expired",),
     "dropped": ("deleted", "dropped"),
     "unsubscribed": ("unsubscribed",),
+    "opened": ("opened",),
+    "clicked": ("clicked",),
 }
 EVENT_TYPES = tuple(STORE_TYPES)
 _RENAMED = {"received": "accepted", "deleted": "dropped"}
@@ -38,6 +41,8 @@ _STATUS = {
     "expired": "expired",
     "dropped": "dropped",
     "unsubscribed": "delivered",  # it was delivered; the recipient then opted out
+    "opened": "delivered",  # engagement after delivery
+    "clicked": "delivered",
 }
 
 
@@ -103,4 +108,18 @@ def message_state(sent: ApiSend, events: Sequence[MailEvent]) -> MessageState:
         tags=list(sent.tags),
         metadata=dict(sent.metadata),
         recipients=recipients,
+    )
+
+
+def held_state(held: ScheduledSend, recipients: list[str]) -> MessageState:
+    """A send held for its ``send_at``: every recipient "scheduled", no events yet."""
+    request = json.loads(held.request)
+    return MessageState(
+        id=held.queue_id,
+        message_id="",
+        created_at=held.created_at,
+        tags=list(request.get("tags", [])),
+        metadata=dict(request.get("metadata", {})),
+        recipients=[RecipientState(email=r, status="scheduled", events=[]) for r in recipients],
+        send_at=held.due,
     )

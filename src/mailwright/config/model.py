@@ -269,6 +269,7 @@ class HttpConfig:
     max_request_size: int = 40 * 1024 * 1024  # a JSON body (attachments are base64)
     max_batch: int = 500  # messages in one POST /v1/messages/batch
     max_recipients: int = 1000  # to + cc + bcc of one message
+    metrics: bool = True  # GET /metrics (Prometheus), without a key
 
     def __post_init__(self) -> None:
         for name in ("max_request_size", "max_batch", "max_recipients"):

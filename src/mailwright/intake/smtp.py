@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import time
 from dataclasses import dataclass
 
 from mailwright.config import SmtpConfig
@@ -23,6 +24,7 @@ from mailwright.message import trace
 from mailwright.message.dsn import xtext_decode
 from mailwright.message.fixup import HeaderFixup
 from mailwright.message.scan import MessageScanner
+from mailwright.metrics import meter
 from mailwright.policy.auth import Authenticator, plaintext_allowed
 from mailwright.policy.recipient import RecipientFacts, check_recipient
 from mailwright.policy.sasl import SaslExchange
@@ -288,7 +290,11 @@ class SmtpSession:
             return replies.AUTH_INVALID
         try:
             result = await sub.authenticator.authenticate(
-                outcome.username, outcome.password, self.peer.ip, conn=self.peer.conn_id
+                outcome.username,
+                outcome.password,
+                self.peer.ip,
+                conn=self.peer.conn_id,
+                protocol="submission",
             )
         except StoreError as exc:
             log_event(log, logging.ERROR, "store.error", conn=self.peer.conn_id, error=str(exc))
@@ -438,6 +444,7 @@ class SmtpSession:
             return event.rejected
         if not event.last:
             return Reply(250, "2.0.0", f"{tx.octets} octets received so far")
+        started = time.perf_counter()
         problem = tx.problem()
         if problem is not None:
             reply = _CONTENT_REPLIES[problem.kind]
@@ -484,6 +491,7 @@ class SmtpSession:
             self.pipeline.on_queued()
         self.delivered += 1
         self._finish(tx, reply, size)
+        meter.smtp_transaction(time.perf_counter() - started)
         return reply
 
     def _finish(self, tx: Transaction, reply: Reply, size: int | None = None) -> None:

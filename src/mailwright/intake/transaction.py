@@ -17,6 +17,7 @@ from mailwright.core.ids import new_queue_id
 from mailwright.message.dkim import MessageHasher
 from mailwright.message.fixup import HeaderFixup
 from mailwright.message.scan import MessageProblem, MessageScanner
+from mailwright.metrics import meter
 from mailwright.store.api import (
     ApiSend,
     BlobWriter,
@@ -160,7 +161,7 @@ class Transaction:
         if self.blob is None:
             return DeliveryResult([])
         blob, self.blob = self.blob, None
-        return await messages.deliver(
+        result = await messages.deliver(
             blob,
             self.queue_id,
             self.received_at,
@@ -169,6 +170,18 @@ class Transaction:
             events=events,
             send=send,
         )
+        self._count(result)
+        return result
+
+    def _count(self, result: DeliveryResult) -> None:
+        """The metrics of a stored message: received, and each local recipient delivered
+        (or bounced, when every mailbox it has was full); remote ones count as they leave."""
+        full = set(result.over_quota)
+        local = [r for r in self.recipients if r.targets]
+        bounced = sum(1 for r in local if set(r.targets) <= full)
+        meter.messages("received")
+        meter.messages("delivered", len(local) - bounced)
+        meter.messages("bounced", bounced)
 
     def abort(self) -> None:
         if self.blob is not None:

@@ -38,6 +38,7 @@ from mailwright.message.dsn import (
     build_dsn,
     notify_wants,
 )
+from mailwright.metrics import meter
 from mailwright.outbound.client import (
     ClientSettings,
     Connection,
@@ -60,6 +61,7 @@ log = logging.getLogger("mailwright.queue")
 _HOST_STAGES = frozenset({"connect", "greeting", "ehlo", "starttls", "auth", "mail"})
 EXPIRED_STATUS = "4.4.7"  # RFC 3463: delivery time expired
 _GATHER = 0.05  # seconds between a wake-up and the claim it causes
+_COUNTED = frozenset({"delivered", "deferred", "bounced", "expired"})  # metrics, per recipient
 
 
 @dataclass(frozen=True, slots=True)
@@ -475,6 +477,11 @@ class QueueRunner:
         except StoreError as exc:
             # The leases lapse and these recipients are tried again: at least once.
             event(log, logging.ERROR, "queue.update_failed", error=str(exc))
+        else:
+            # Counted once settled: an attempt whose settling failed is made again.
+            for ev in events:
+                if ev.type in _COUNTED:
+                    meter.messages(ev.type)
         for e in a.entries:
             self._claimed.discard(e.id)
 

@@ -62,6 +62,7 @@ from dataclasses import dataclass
 
 from mailwright.core.address import Address, AddressError
 from mailwright.core.log import event as log_event
+from mailwright.metrics import meter
 from mailwright.policy.password import hash_password, verify_password
 from mailwright.store.api import Account, Accounts
 
@@ -336,10 +337,10 @@ class Authenticator:
         self._cache = cache
 
     async def authenticate(
-        self, username: str, password: str, ip: str, *, conn: str = ""
+        self, username: str, password: str, ip: str, *, conn: str = "", protocol: str = "unknown"
     ) -> AuthResult:
         """Check ``username``/``password`` from client address ``ip``; ``conn`` is the
-        connection id for the log line.
+        connection id for the log line, ``protocol`` the label of a failure's metric.
 
         A failure returns only after its delay. Store errors propagate (the caller's
         command boundary answers them as temporary failures) and are not counted.
@@ -349,7 +350,7 @@ class Authenticator:
             # No client sends these in a real credential; they are an attempt to split a
             # log line or a lookup. Refused before anything sees them, counted to the address.
             throttle.failed(ip)
-            return await self._fail(conn, ip, None, username, MALFORMED)
+            return await self._fail(conn, ip, None, username, MALFORMED, protocol)
         address = login_key(username)
         # Names that are not addresses, and unknown users, are counted like real users:
         # otherwise the throttle's behaviour would tell which users exist.
@@ -357,7 +358,7 @@ class Authenticator:
         if throttle.blocked(ip, user):
             # Not counted: the owner's own client, retrying with the right password, would
             # otherwise keep the account locked for as long as it keeps retrying.
-            return await self._fail(conn, ip, user, user, THROTTLED)
+            return await self._fail(conn, ip, user, user, THROTTLED, protocol)
         # The user's count goes up before the check, with no await since the test above:
         # attempts at one user in flight at once (other connections, other workers) see
         # each other, so parallel connections cannot each get a guess past the cap. The
@@ -392,12 +393,13 @@ class Authenticator:
             throttle.succeeded(user)
             return AuthResult(True, account)
         throttle.failed(ip)
-        return await self._fail(conn, ip, user, user, reason)
+        return await self._fail(conn, ip, user, user, reason, protocol)
 
     async def _fail(
-        self, conn: str, ip: str, user: str | None, shown: str, reason: str
+        self, conn: str, ip: str, user: str | None, shown: str, reason: str, protocol: str
     ) -> AuthResult:
         delay = self._throttle.delay_for(ip, user)
+        meter.auth_failed(protocol)
         log_event(
             log,
             logging.WARNING,

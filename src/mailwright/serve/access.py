@@ -73,8 +73,7 @@ class AccessListener(Listener):
         limiter: ConnectionLimiter,
         reaper_interval: float,
     ) -> None:
-        super().__init__(limiter, reaper_interval)
-        self.protocol = protocol
+        super().__init__(limiter, reaper_interval, protocol)
         self.log = logging.getLogger(f"mailwright.{protocol}")
         self.new_session = new_session
         self.refusal = refusal

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from mailwright.core.log import event as log_event
+from mailwright.metrics import meter
 from mailwright.serve.limits import ConnectionLimiter
 from mailwright.serve.tls import describe
 
@@ -307,8 +308,9 @@ class Listener:
     its own task, and is cancelled by the reaper or by shutdown while it waits to read.
     """
 
-    def __init__(self, limiter: ConnectionLimiter, reaper_interval: float) -> None:
+    def __init__(self, limiter: ConnectionLimiter, reaper_interval: float, protocol: str) -> None:
         self.limiter = limiter
+        self.protocol = protocol  # the label of this listener's metrics
         self.stopping = False
         self.conns: set[Connection] = set()
         self._servers: list[asyncio.AbstractServer] = []
@@ -344,6 +346,7 @@ class Listener:
     def _open(self, conn: Connection) -> None:
         """A client connected: refuse it at once over a cap, else start its session task."""
         ip = conn.peer[0]
+        meter.connection_accepted(self.protocol)
         if self.stopping or not self.limiter.acquire(ip):
             log_event(log, logging.WARNING, "limit.hit", what="connections", client=ip)
             with contextlib.suppress(ConnectionError):
@@ -356,9 +359,12 @@ class Listener:
         conn.timing.task = asyncio.get_running_loop().create_task(self._run(conn))
 
     async def _run(self, conn: Connection) -> None:
+        # Here, not in _open: a task cancelled before it starts never runs its finally.
+        meter.connection_opened(self.protocol)
         try:
             await self._serve(conn)
         finally:
+            meter.connection_closed(self.protocol)
             self.conns.discard(conn)
             self._reaper.timings.discard(conn.timing)
             self.release(conn)

@@ -57,6 +57,7 @@ class SmtpListener(Listener):
         super().__init__(
             limiter or ConnectionLimiter(1, config.max_connections, config.max_connections_per_ip),
             min(1.0, config.idle_timeout / 4, config.session_timeout / 4),
+            "submission" if submission is not None else "smtp",
         )
         self.hostname = hostname
         self.config = config
@@ -67,7 +68,7 @@ class SmtpListener(Listener):
         self.submission = submission
         self.relay = relay
         self.limits = limits_from(config, submission=submission is not None)
-        self.name = "submission" if submission is not None else "smtp"
+        self.name = self.protocol
 
     def _connection(self) -> Connection:
         return Connection(

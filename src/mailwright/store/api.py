@@ -299,6 +299,8 @@ class ApiKey:
     sender_domain: str | None  # None: may send from any local domain
     created_at: float
     revoked: bool = False
+    daily_quota: int | None = None  # recipients per UTC day; None: no limit
+    rate_limit: int | None = None  # messages per second; None: no limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,6 +313,7 @@ class ApiSend:
     fingerprint: str = ""  # of the request, to tell a retry from a reuse of the key
     tags: tuple[str, ...] = ()
     metadata: Mapping[str, str] = field(default_factory=dict)
+    recipients: int = 0  # how many it was addressed to (what a daily quota counts)
     queue_id: str = ""  # set by the store when read back
     created_at: float = 0.0
 
@@ -338,6 +341,22 @@ class Suppression:
     detail: str = ""
     queue_id: str = ""  # the message that put it there, if any
     created_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledSend:
+    """An HTTP API send held until ``due``: the request, to be sent then as ``queue_id``."""
+
+    queue_id: str
+    key_id: int
+    sender_domain: str
+    due: float  # Unix seconds
+    request: str  # the message request, JSON
+    idempotency_key: str | None = None
+    fingerprint: str = ""
+    created_at: float = 0.0
+    attempts: int = 0
+    last_error: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -628,6 +647,10 @@ class Queue(Protocol):
         """The earliest ``next_attempt`` of any entry not leased; None: queue empty."""
         ...
 
+    async def queue_stats(self) -> tuple[int, int | None]:
+        """(entries, the earliest ``received_at`` of any; None: queue empty), for metrics."""
+        ...
+
     async def update(
         self, updates: Sequence[QueueUpdate], events: Sequence[MailEvent] = ()
     ) -> None:
@@ -678,7 +701,20 @@ class Api(Protocol):
         secret_hash: bytes,
         scopes: frozenset[str],
         sender_domain: str | None,
+        *,
+        daily_quota: int | None = None,
+        rate_limit: int | None = None,
     ) -> ApiKey: ...
+
+    async def set_key_limits(
+        self, key_id: int, daily_quota: int | None, rate_limit: int | None
+    ) -> ApiKey:
+        """``NotFound`` if there is no such key."""
+        ...
+
+    async def usage(self, key_id: int, since: float) -> tuple[int, int]:
+        """(messages, recipients) the key sent since ``since`` (Unix seconds)."""
+        ...
 
     async def key_by_hash(self, secret_hash: bytes) -> ApiKey | None:
         """The key with this secret hash, revoked or not; None if there is none."""
@@ -734,6 +770,32 @@ class Api(Protocol):
 
     async def secret(self, name: str) -> bytes:
         """A random 32-byte secret of this installation, made the first time it is asked."""
+        ...
+
+    async def get_key(self, key_id: int) -> ApiKey | None: ...
+
+    async def schedule_send(self, entry: ScheduledSend) -> None:
+        """Hold a send until its time; ``DuplicateRequest`` if its Idempotency-Key was used
+        for another scheduled send of the key."""
+        ...
+
+    async def get_scheduled(self, queue_id: str) -> ScheduledSend | None: ...
+
+    async def find_scheduled(self, key_id: int, idempotency_key: str) -> ScheduledSend | None: ...
+
+    async def claim_scheduled(self, now: float, limit: int, lease: float) -> list[ScheduledSend]:
+        """Up to ``limit`` held sends due at ``now`` and not leased, leased until
+        now + ``lease`` (across processes: a claim that is not settled lapses)."""
+        ...
+
+    async def settle_scheduled(
+        self, queue_id: str, *, retry_at: float | None = None, error: str = ""
+    ) -> None:
+        """Done with a held send: gone (``retry_at`` None) or due again at ``retry_at``."""
+        ...
+
+    async def cancel_scheduled(self, queue_id: str) -> bool:
+        """Drop a held send that is not being sent now; False if there is none to drop."""
         ...
 
     async def query_events(self, query: EventQuery) -> list[MailEvent]:

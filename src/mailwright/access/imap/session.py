@@ -490,7 +490,9 @@ class ImapSession:
     async def _login(self, tag: str, user: str, password: str) -> bytes:
         if not self._plaintext_ok:
             return self._no_plaintext(tag)
-        result = await self.authenticator.authenticate(user, password, self.ip, conn=self.conn_id)
+        result = await self.authenticator.authenticate(
+            user, password, self.ip, conn=self.conn_id, protocol="imap"
+        )
         if not result.ok or result.account is None:
             return self.machine.send(
                 r.tagged(tag, "NO", "Authentication failed", r.AUTHENTICATIONFAILED)

@@ -21,16 +21,26 @@ from mailwright.store.api import (
     ApiTemplate,
     EventQuery,
     MailEvent,
+    ScheduledSend,
     Suppression,
 )
 from mailwright.store.errors import DuplicateRequest, NotFound
 from mailwright.store.sqlite.db import Readers, Writer
 from mailwright.store.sqlite.queue import insert_events
 
-_KEY_COLS = "id, name, prefix, scopes, sender_domain, created_at, revoked_at"
-_SEND_COLS = "queue_id, key_id, sender_domain, idempotency_key, fingerprint, metadata, created_at"
+_KEY_COLS = (
+    "id, name, prefix, scopes, sender_domain, created_at, revoked_at, daily_quota, rate_limit"
+)
+_SEND_COLS = (
+    "queue_id, key_id, sender_domain, idempotency_key, fingerprint, metadata, created_at,"
+    " recipients"
+)
 _TEMPLATE_COLS = "id, name, subject, text, html, sender_domain, created_at, updated_at"
 _SUPPRESSION_COLS = "address, reason, detail, queue_id, created_at"
+_SCHEDULED_COLS = (
+    "queue_id, key_id, sender_domain, due, request, idempotency_key, fingerprint, created_at,"
+    " attempts, last_error"
+)
 MAX_EVENTS = 1000  # a page of events at most
 
 
@@ -43,6 +53,8 @@ def _key(row: Sequence[Any]) -> ApiKey:
         sender_domain=row[4],
         created_at=row[5],
         revoked=row[6] is not None,
+        daily_quota=row[7],
+        rate_limit=row[8],
     )
 
 
@@ -56,6 +68,7 @@ def _send(c: sqlite3.Connection, row: Sequence[Any]) -> ApiSend:
         fingerprint=row[4],
         metadata=json.loads(row[5]),
         created_at=row[6],
+        recipients=row[7],
         tags=tuple(t for (t,) in tags),
     )
 
@@ -76,7 +89,7 @@ def insert_send(c: sqlite3.Connection, queue_id: str, send: ApiSend) -> None:
     """Record an API send (in the job that stores its message)."""
     try:
         c.execute(
-            f"INSERT INTO api_sends({_SEND_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO api_sends({_SEND_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 queue_id,
                 send.key_id,
@@ -85,6 +98,7 @@ def insert_send(c: sqlite3.Connection, queue_id: str, send: ApiSend) -> None:
                 send.fingerprint,
                 json.dumps(dict(send.metadata), ensure_ascii=False, sort_keys=True),
                 send.created_at or time.time(),
+                send.recipients,
             ),
         )
     except sqlite3.IntegrityError:
@@ -110,11 +124,15 @@ class SqliteApi:
         secret_hash: bytes,
         scopes: frozenset[str],
         sender_domain: str | None,
+        *,
+        daily_quota: int | None = None,
+        rate_limit: int | None = None,
     ) -> ApiKey:
         def job(c: sqlite3.Connection) -> ApiKey:
             row = c.execute(
                 "INSERT INTO api_keys(name, prefix, secret_hash, scopes, sender_domain,"
-                f" created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING {_KEY_COLS}",
+                " created_at, daily_quota, rate_limit) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                f" RETURNING {_KEY_COLS}",
                 (
                     name,
                     prefix,
@@ -122,11 +140,38 @@ class SqliteApi:
                     ",".join(sorted(scopes)),
                     sender_domain.lower() if sender_domain else None,
                     time.time(),
+                    daily_quota,
+                    rate_limit,
                 ),
             ).fetchone()
             return _key(row)
 
         return await self._writer.run(job)
+
+    async def set_key_limits(
+        self, key_id: int, daily_quota: int | None, rate_limit: int | None
+    ) -> ApiKey:
+        def job(c: sqlite3.Connection) -> ApiKey:
+            row = c.execute(
+                f"UPDATE api_keys SET daily_quota=?, rate_limit=? WHERE id=? RETURNING {_KEY_COLS}",
+                (daily_quota, rate_limit, key_id),
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no API key {key_id}")
+            return _key(row)
+
+        return await self._writer.run(job)
+
+    async def usage(self, key_id: int, since: float) -> tuple[int, int]:
+        def job(c: sqlite3.Connection) -> tuple[int, int]:
+            row = c.execute(
+                "SELECT count(*), coalesce(sum(recipients), 0) FROM api_sends"
+                " WHERE key_id=? AND created_at >= ?",
+                (key_id, since),
+            ).fetchone()
+            return int(row[0]), int(row[1])
+
+        return await self._readers.run(job)
 
     async def key_by_hash(self, secret_hash: bytes) -> ApiKey | None:
         def job(c: sqlite3.Connection) -> ApiKey | None:
@@ -307,6 +352,93 @@ class SqliteApi:
             )
 
         return await self._writer.run(make)
+
+    async def get_key(self, key_id: int) -> ApiKey | None:
+        def job(c: sqlite3.Connection) -> ApiKey | None:
+            row = c.execute(f"SELECT {_KEY_COLS} FROM api_keys WHERE id=?", (key_id,)).fetchone()
+            return None if row is None else _key(row)
+
+        return await self._readers.run(job)
+
+    async def schedule_send(self, entry: ScheduledSend) -> None:
+        def job(c: sqlite3.Connection) -> None:
+            try:
+                c.execute(
+                    f"INSERT INTO api_scheduled({_SCHEDULED_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, '')",
+                    (
+                        entry.queue_id,
+                        entry.key_id,
+                        entry.sender_domain.lower(),
+                        entry.due,
+                        entry.request,
+                        entry.idempotency_key,
+                        entry.fingerprint,
+                        entry.created_at or time.time(),
+                    ),
+                )
+            except sqlite3.IntegrityError:
+                raise DuplicateRequest(
+                    f"idempotency key {entry.idempotency_key!r} was used for another message"
+                ) from None
+
+        await self._writer.run(job)
+
+    async def get_scheduled(self, queue_id: str) -> ScheduledSend | None:
+        def job(c: sqlite3.Connection) -> ScheduledSend | None:
+            row = c.execute(
+                f"SELECT {_SCHEDULED_COLS} FROM api_scheduled WHERE queue_id=?", (queue_id,)
+            ).fetchone()
+            return None if row is None else ScheduledSend(*row)
+
+        return await self._readers.run(job)
+
+    async def find_scheduled(self, key_id: int, idempotency_key: str) -> ScheduledSend | None:
+        def job(c: sqlite3.Connection) -> ScheduledSend | None:
+            row = c.execute(
+                f"SELECT {_SCHEDULED_COLS} FROM api_scheduled WHERE key_id=? AND idempotency_key=?",
+                (key_id, idempotency_key),
+            ).fetchone()
+            return None if row is None else ScheduledSend(*row)
+
+        return await self._readers.run(job)
+
+    async def claim_scheduled(self, now: float, limit: int, lease: float) -> list[ScheduledSend]:
+        def job(c: sqlite3.Connection) -> list[ScheduledSend]:
+            rows = c.execute(
+                f"UPDATE api_scheduled SET lease_until=? WHERE queue_id IN"
+                " (SELECT queue_id FROM api_scheduled WHERE due <= ? AND lease_until <= ?"
+                f" ORDER BY due LIMIT ?) RETURNING {_SCHEDULED_COLS}",
+                (now + lease, now, now, limit),
+            ).fetchall()
+            return sorted((ScheduledSend(*r) for r in rows), key=lambda e: e.due)
+
+        return await self._writer.run(job)
+
+    async def settle_scheduled(
+        self, queue_id: str, *, retry_at: float | None = None, error: str = ""
+    ) -> None:
+        def job(c: sqlite3.Connection) -> None:
+            if retry_at is None:
+                c.execute("DELETE FROM api_scheduled WHERE queue_id=?", (queue_id,))
+            else:
+                c.execute(
+                    "UPDATE api_scheduled SET due=?, lease_until=0, attempts=attempts+1,"
+                    " last_error=? WHERE queue_id=?",
+                    (retry_at, error[:500], queue_id),
+                )
+
+        await self._writer.run(job)
+
+    async def cancel_scheduled(self, queue_id: str) -> bool:
+        now = time.time()
+
+        def job(c: sqlite3.Connection) -> bool:
+            gone = c.execute(
+                "DELETE FROM api_scheduled WHERE queue_id=? AND lease_until <= ?", (queue_id, now)
+            )
+            return gone.rowcount > 0
+
+        return await self._writer.run(job)
 
     async def query_events(self, query: EventQuery) -> list[MailEvent]:
         where = ["e.id > ?"]

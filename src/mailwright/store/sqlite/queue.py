@@ -171,6 +171,13 @@ class SqliteQueue:
 
         return await self._readers.run(job)
 
+    async def queue_stats(self) -> tuple[int, int | None]:
+        def job(c: sqlite3.Connection) -> tuple[int, int | None]:
+            count, oldest = c.execute("SELECT count(*), min(received_at) FROM queue").fetchone()
+            return int(count), None if oldest is None else int(oldest)
+
+        return await self._readers.run(job)
+
     async def update(
         self, updates: Sequence[QueueUpdate], events: Sequence[MailEvent] = ()
     ) -> None:

@@ -235,6 +235,7 @@ class SqliteStore(SqliteQueue, SqliteApi, SqliteWebhooks):
             with conn:
                 conn.execute("UPDATE queue SET lease_until=0 WHERE lease_until>0")
                 conn.execute("UPDATE webhooks SET lease_until=0 WHERE lease_until>0")
+                conn.execute("UPDATE api_scheduled SET lease_until=0 WHERE lease_until>0")
         finally:
             conn.close()
         for sub in self._blob_root.iterdir():
