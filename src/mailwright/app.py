@@ -65,6 +65,7 @@ class Sockets:
     imap: list[socket.socket] = field(default_factory=list)  # STARTTLS
     imaps: list[socket.socket] = field(default_factory=list)  # implicit TLS
     http: list[socket.socket] = field(default_factory=list)  # the HTTP API
+    https: list[socket.socket] = field(default_factory=list)  # the HTTP API over TLS
 
     def all(self) -> list[socket.socket]:
         return [
@@ -76,6 +77,7 @@ class Sockets:
             *self.imap,
             *self.imaps,
             *self.http,
+            *self.https,
         ]
 
 
@@ -143,6 +145,7 @@ class App:
         self.pop3: AccessListener | None = None
         self.imap: AccessListener | None = None
         self.http: HttpListener | None = None
+        self.https: HttpListener | None = None
         self.webhooks: WebhookDispatcher | None = None
         self.scheduled: ScheduledSender | None = None
         self.addresses: dict[str, list[tuple[str, int]]] = {}
@@ -274,7 +277,7 @@ class App:
                 await self.imap.listen_socket(sock)
             for sock in sockets.imaps:
                 await self.imap.listen_socket(sock, implicit_tls=True)
-        if sockets.http:
+        if sockets.http or sockets.https:
             services = ApiServices(
                 pipeline=pipeline,
                 api=self.store.api,
@@ -288,10 +291,16 @@ class App:
                 webhooks=self.store.webhooks,
                 metrics=self.config.http.metrics,
             )
-            self.http = HttpListener(
-                create_app(services), shutdown_grace=self.config.smtp.shutdown_grace
-            )
-            await self.http.listen_sockets(sockets.http)
+            api_app = create_app(services)
+            grace = self.config.smtp.shutdown_grace
+            if sockets.http:
+                self.http = HttpListener(api_app, shutdown_grace=grace)
+                await self.http.listen_sockets(sockets.http)
+            if sockets.https:
+                self.https = HttpListener(
+                    api_app, shutdown_grace=grace, tls_context=self._https_context()
+                )
+                await self.https.listen_sockets(sockets.https)
             # Held sends go out from every worker that serves the API (one claims each).
             self.scheduled = ScheduledSender(self.store.api, build_sender(services))
             self.scheduled.start()
@@ -306,6 +315,19 @@ class App:
             data_dir=str(self.data_dir),
             pid=os.getpid(),
         )
+
+    def _https_context(self) -> ssl.SSLContext:
+        """The HTTPS listener's context: uvicorn keeps the one it is given, so each
+        handshake is moved (at the ClientHello, with or without SNI) to the certificate
+        loaded last, and a SIGHUP reload applies to HTTPS as to every other listener."""
+        base = self.load_tls()
+
+        def current(conn: ssl.SSLObject, server_name: str | None, ctx: ssl.SSLContext) -> None:
+            if self._tls is not None:
+                conn.context = self._tls
+
+        base.sni_callback = current
+        return base
 
     def _resolver(self) -> Resolver:
         dns = self.config.dns
@@ -335,8 +357,9 @@ class App:
         for access in (self.pop3, self.imap):
             if access is not None:
                 access.close()
-        if self.http is not None:
-            await self.http.shutdown()
+        for listener in (self.http, self.https):
+            if listener is not None:
+                await listener.shutdown()
         if self.webhooks is not None:
             await self.webhooks.stop(self.config.smtp.shutdown_grace)
         if self.scheduled is not None:
@@ -396,11 +419,13 @@ class _KeyCache:
 
 
 def public_url(config: Config, sockets: Sockets) -> str:
-    """Where links in messages point: ``http.public_url``, else the first HTTP address."""
+    """Where links in messages point: ``http.public_url``, else the first HTTPS address,
+    else the first HTTP one."""
     if config.http.public_url:
         return config.http.public_url.rstrip("/")
-    host, port = address_of(sockets.http[0])
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    scheme, sock = ("https", sockets.https[0]) if sockets.https else ("http", sockets.http[0])
+    host, port = address_of(sock)
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 def bind_listeners(config: Config) -> Sockets:
@@ -416,6 +441,7 @@ def bind_listeners(config: Config) -> Sockets:
         imap=bind_all(config.imap.listen),
         imaps=bind_all(config.imap.listen_tls),
         http=bind_all(config.http.listen),
+        https=bind_all(config.http.listen_tls),
     )
 
 
@@ -434,6 +460,7 @@ def addresses_of(sockets: Sockets) -> dict[str, list[tuple[str, int]]]:
         "imap": [address_of(s) for s in sockets.imap],
         "imaps": [address_of(s) for s in sockets.imaps],
         "http": [address_of(s) for s in sockets.http],
+        "https": [address_of(s) for s in sockets.https],
     }
 
 
@@ -446,6 +473,7 @@ _BANNER_NAMES = {
     "imap": "IMAP (STARTTLS)",
     "imaps": "IMAPS (implicit TLS)",
     "http": "HTTP API (/v1, /docs)",
+    "https": "HTTPS API (/v1, /docs)",
 }
 
 

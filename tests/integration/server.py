@@ -20,6 +20,7 @@ BANNER = re.compile(r"SMTP \(inbound, STARTTLS\)\s+(\S+):(\d+)")
 POP3_BANNER = re.compile(r"(POP3S?) \((?:STLS|implicit TLS)\)\s+(\S+):(\d+)")
 IMAP_BANNER = re.compile(r"(IMAPS?) \((?:STARTTLS|implicit TLS)\)\s+(\S+):(\d+)")
 HTTP_BANNER = re.compile(r"HTTP API \(/v1, /docs\)\s+(\S+):(\d+)")
+HTTPS_BANNER = re.compile(r"HTTPS API \(/v1, /docs\)\s+(\S+):(\d+)")
 SUBMISSION_BANNER = re.compile(r"(Submissions?) \((?:STARTTLS|implicit TLS)\)\s+(\S+):(\d+)")
 STARTUP_TIMEOUT = 30.0
 
@@ -50,6 +51,7 @@ class Server:
     submission_port: int = 0
     submissions_port: int = 0
     http_port: int = 0
+    https_port: int = 0
     log_path: Path | None = None
 
     @property
@@ -142,6 +144,9 @@ class Server:
             m = HTTP_BANNER.search(line)
             if m:
                 self.http_port = int(m.group(2))
+            m = HTTPS_BANNER.search(line)
+            if m:
+                self.https_port = int(m.group(2))
             if line.startswith("Stop with"):
                 return self
         raise RuntimeError("server did not start")

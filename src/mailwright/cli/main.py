@@ -76,6 +76,7 @@ allow_plaintext = "loopback"      # passwords without TLS: "never", "loopback", 
 
 [http]                  # the HTTP sending API (/v1) and its docs page (/docs)
 listen = ["127.0.0.1:8080"]
+listen_tls = []                   # HTTPS with [tls]'s certificate, e.g. ["0.0.0.0:443"]
 
 [auth]                  # failed logins, counted across protocols and workers
 max_ip_failures = 20

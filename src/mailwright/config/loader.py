@@ -184,8 +184,9 @@ def _check(config: Config) -> None:
     for section, items in (("listen", imap.listen), ("listen_tls", imap.listen_tls)):
         for i, item in enumerate(items):
             parse_listen(item, f"imap.{section}[{i}]")
-    for i, item in enumerate(config.http.listen):
-        parse_listen(item, f"http.listen[{i}]")
+    for section, items in (("listen", config.http.listen), ("listen_tls", config.http.listen_tls)):
+        for i, item in enumerate(items):
+            parse_listen(item, f"http.{section}[{i}]")
     auth = config.auth
     for name in ("window", "max_ip_failures", "max_user_failures"):
         if getattr(auth, name) <= 0:

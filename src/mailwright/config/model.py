@@ -263,6 +263,8 @@ class HttpConfig:
     """The HTTP listener: the sending API (/v1), its OpenAPI document and docs page."""
 
     listen: tuple[str, ...] = ("127.0.0.1:8080",)
+    # HTTPS with the server's certificate (tls.cert, reloaded on SIGHUP); empty: none.
+    listen_tls: tuple[str, ...] = ()
     # Every address the listener is reached at from outside ("https://mail.example.com"):
     # the base of tracking and unsubscribe links. Empty: http://<first listen address>.
     public_url: str = ""

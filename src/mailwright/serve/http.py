@@ -11,13 +11,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 
 import uvicorn
 from starlette.types import ASGIApp
 
 
 class HttpListener:
-    def __init__(self, app: ASGIApp, *, shutdown_grace: float = 30.0) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        shutdown_grace: float = 30.0,
+        tls_context: ssl.SSLContext | None = None,
+    ) -> None:
+        """``tls_context``: serve HTTPS with it (every socket of this listener)."""
         self._config = uvicorn.Config(
             app,
             lifespan="off",
@@ -29,6 +37,8 @@ class HttpListener:
             timeout_keep_alive=30,
         )
         self._config.load()
+        # uvicorn makes a context only from file names; ours is handed over as it is.
+        self._config.ssl = tls_context
         self._server = uvicorn.Server(self._config)
         self._server.lifespan = self._config.lifespan_class(self._config)
         self._sockets: list[socket.socket] = []
