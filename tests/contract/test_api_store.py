@@ -268,10 +268,12 @@ async def test_key_limits_and_usage(store: Store) -> None:
 
 async def test_held_sends_are_claimed_settled_and_cancelled(store: Store) -> None:
     req = '{"from": "a@example.test", "to": ["b@example.test"], "text": "x"}'
+    assert await store.api.next_scheduled() is None
     await store.api.schedule_send(ScheduledSend("q1", 1, "Example.test", 100.0, req, "idem-1", "f"))
     await store.api.schedule_send(ScheduledSend("q2", 1, "example.test", 200.0, req))
     with pytest.raises(DuplicateRequest):
         await store.api.schedule_send(ScheduledSend("q3", 1, "example.test", 300.0, req, "idem-1"))
+    assert await store.api.next_scheduled() == 100.0
     held = await store.api.get_scheduled("q1")
     assert held is not None and held.sender_domain == "example.test" and held.created_at > 0
     assert await store.api.find_scheduled(1, "idem-1") == held

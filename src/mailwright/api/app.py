@@ -144,7 +144,7 @@ def create_app(services: ApiServices) -> ASGIApp:
     app.state.webhooks = services.webhooks
     app.include_router(webhook_routes())
     app.include_router(sendgrid_routes())
-    sender = build_sender(services)
+    app.state.sender = sender = build_sender(services)
 
     app.include_router(template_routes())
     app.include_router(suppression_routes())

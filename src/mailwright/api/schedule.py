@@ -74,7 +74,11 @@ class ScheduledSender:
 
     async def run_once(self) -> int:
         """Send what is due now; how many were claimed."""
-        due = await self._api.claim_scheduled(self._clock(), BATCH, LEASE)
+        now = self._clock()
+        first = await self._api.next_scheduled()
+        if first is None or first > now:
+            return 0  # nothing due: a read, no write transaction every poll
+        due = await self._api.claim_scheduled(now, BATCH, LEASE)
         for entry in due:
             if self._stopping.is_set():
                 break  # the rest wait for their lease to lapse, or the next start

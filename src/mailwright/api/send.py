@@ -18,7 +18,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mailwright.api.errors import ApiError
 from mailwright.api.models import MessageIn, MessageOut, RecipientOut
@@ -104,6 +104,23 @@ def _attachments(msg: MessageIn) -> tuple[Attachment, ...]:
     return tuple(out)
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A send that passed every check, with its message built, ready for ``commit``; or
+    (``earlier``) the answer an earlier request with the same Idempotency-Key got."""
+
+    key: ApiKey
+    msg: MessageIn
+    sender: Address | None = None
+    envelope: list[Address] = field(default_factory=list)
+    queue_id: str = ""
+    message_id: str = ""
+    data: bytes = b""
+    record: ApiSend = field(default_factory=lambda: ApiSend(0, ""))
+    scheduled: str | None = None  # the queue id of a held send being sent now
+    earlier: MessageOut | None = None
+
+
 class Sender:
     """Turns a checked request into a stored message (one per call)."""
 
@@ -127,10 +144,31 @@ class Sender:
         """(HTTP status, what became of each recipient). 202: accepted now (or held for
         its ``send_at``); 200: the message an earlier request with the same
         Idempotency-Key sent. ``scheduled``: the queue id of a held send, sent now."""
+        prepared = await self.prepare(
+            key,
+            msg,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+            scheduled=scheduled,
+        )
+        return await self.commit(prepared)
+
+    async def prepare(
+        self,
+        key: ApiKey,
+        msg: MessageIn,
+        *,
+        idempotency_key: str | None = None,
+        request_hash: str = "",
+        scheduled: str | None = None,
+    ) -> Prepared:
+        """Every check a send makes before anything is stored (``ApiError`` for a refusal),
+        and the message built: a caller with several messages (the SendGrid route) checks
+        them all before it commits any."""
         if idempotency_key is not None and scheduled is None:
             earlier = await self._earlier(key, idempotency_key, request_hash)
             if earlier is not None:
-                return 200, earlier
+                return Prepared(key, msg, earlier=earlier)
         _, sender = _address(msg.sender, "from")
         domain = sender.domain.lower()
         if key.sender_domain is not None and domain != key.sender_domain:
@@ -146,6 +184,7 @@ class Sender:
                 422, "foreign_sender", f"from: {domain} is not a domain of this server", "from"
             )
         envelope = self._recipients(msg)
+        await self._check_deliverable(envelope)
         if scheduled is None:  # a held send was counted when it was asked for
             await check_limits(self._api, key, len(envelope))
         subject, text, html = msg.subject, msg.text, msg.html
@@ -212,12 +251,6 @@ class Sender:
                 "too_large",
                 f"the message is {len(data)} bytes; the limit is {self._limits.max_message_size}",
             )
-        if scheduled is None and msg.send_at is not None:
-            due = msg.send_at.timestamp()
-            if due > self._clock() + 1:
-                return await self._hold(
-                    key, msg, queue_id, domain, due, envelope, idempotency_key, request_hash
-                )
         record = ApiSend(
             key_id=key.id,
             sender_domain=domain,
@@ -227,35 +260,47 @@ class Sender:
             metadata=dict(msg.metadata),
             recipients=len(envelope),
         )
-        listed = await self._api.suppressed([str(a) for a in envelope])
-        dropped = [a for a in envelope if str(a).lower() in listed]
+        return Prepared(key, msg, sender, envelope, queue_id, message_id, data, record, scheduled)
+
+    async def commit(self, p: Prepared) -> tuple[int, MessageOut]:
+        """Store a prepared message (or hold it for its ``send_at``): the checks the store
+        makes at the commit (a full mailbox, an outage) are the only refusals left."""
+        if p.earlier is not None:
+            return 200, p.earlier
+        key, msg, queue_id, record = p.key, p.msg, p.queue_id, p.record
+        if p.scheduled is None and msg.send_at is not None:
+            due = msg.send_at.timestamp()
+            if due > self._clock() + 1:
+                return await self._hold(p, due)
+        listed = await self._api.suppressed([str(a) for a in p.envelope])
+        dropped = [a for a in p.envelope if str(a).lower() in listed]
         drops = [
             MailEvent(
                 queue_id,
                 "dropped",
                 str(a),
                 {"reason": f"suppressed ({listed[str(a).lower()].reason})"},
-                message_id,
+                p.message_id,
             )
             for a in dropped
         ]
-        envelope = [a for a in envelope if str(a).lower() not in listed]
+        envelope = [a for a in p.envelope if str(a).lower() not in listed]
         if not envelope:
             # Nothing to store; the send and its "dropped" events are still recorded.
             try:
                 await self._api.record_send(queue_id, record, drops)
             except DuplicateRequest:
-                return await self._raced(key, idempotency_key, request_hash, queue_id)
+                return await self._raced(key, record.idempotency_key, record.fingerprint, queue_id)
             return 202, MessageOut(
                 id=queue_id,
-                message_id=message_id,
+                message_id=p.message_id,
                 recipients=[_dropped(a, listed) for a in dropped],
             )
         try:
             tx, result, refused = await self._pipeline.inject(
-                str(sender),
+                str(p.sender),
                 [str(a) for a in envelope],
-                data,
+                p.data,
                 relay=True,
                 submission=True,
                 source="HTTP",
@@ -264,7 +309,7 @@ class Sender:
                 events=drops,
             )
         except DuplicateRequest:
-            return await self._raced(key, idempotency_key, request_hash, queue_id)
+            return await self._raced(key, record.idempotency_key, record.fingerprint, queue_id)
         except MessageRefused as exc:
             raise ApiError(422, "invalid_message", str(exc)) from None
         except QuotaExceeded:
@@ -290,7 +335,7 @@ class Sender:
             "api.sent",
             queue_id=queue_id,
             key=key.prefix,
-            sender=str(sender),
+            sender=str(p.sender),
             recipients=len(tx.recipients),
             queued=result.queued,
             refused=len(refused),
@@ -298,35 +343,45 @@ class Sender:
         statuses = _statuses(tx, result, refused) + [_dropped(a, listed) for a in dropped]
         return 202, MessageOut(id=queue_id, message_id=tx.message_id, recipients=statuses)
 
-    async def _hold(
-        self,
-        key: ApiKey,
-        msg: MessageIn,
-        queue_id: str,
-        domain: str,
-        due: float,
-        envelope: list[Address],
-        idempotency_key: str | None,
-        request_hash: str,
-    ) -> tuple[int, MessageOut]:
+    async def _check_deliverable(self, envelope: list[Address]) -> None:
+        """The pipeline refuses unknown local users and sends to the rest: a message none
+        of whose recipients can receive it is refused whole, before anything is stored."""
+        refused = []
+        for address in envelope:
+            route = await self._pipeline.router.route(address)
+            if route.known or not route.local_domain:
+                return
+            refused.append(str(address))
+        raise ApiError(
+            422,
+            "no_recipients",
+            "no recipient can receive this message: " + ", ".join(refused),
+            "to",
+        )
+
+    async def _hold(self, p: Prepared, due: float) -> tuple[int, MessageOut]:
         """Keep a checked request until its ``send_at`` (``ScheduledSender`` sends it then,
-        as ``queue_id``, after the same checks: a template or the suppression list may have
+        as its queue id, after the same checks: a template or the suppression list may have
         changed meanwhile)."""
         entry = ScheduledSend(
-            queue_id=queue_id,
-            key_id=key.id,
-            sender_domain=domain,
+            queue_id=p.queue_id,
+            key_id=p.key.id,
+            sender_domain=p.record.sender_domain,
             due=due,
-            request=msg.model_dump_json(by_alias=True, exclude={"send_at"}),
-            idempotency_key=idempotency_key,
-            fingerprint=request_hash,
+            request=p.msg.model_dump_json(by_alias=True, exclude={"send_at"}),
+            idempotency_key=p.record.idempotency_key,
+            fingerprint=p.record.fingerprint,
         )
         try:
             await self._api.schedule_send(entry)
         except DuplicateRequest:
-            return await self._raced(key, idempotency_key, request_hash, queue_id)
-        log_event(log, logging.INFO, "api.scheduled", queue_id=queue_id, key=key.prefix, due=due)
-        return 202, _held(entry, [str(a) for a in envelope])
+            return await self._raced(
+                p.key, p.record.idempotency_key, p.record.fingerprint, p.queue_id
+            )
+        log_event(
+            log, logging.INFO, "api.scheduled", queue_id=p.queue_id, key=p.key.prefix, due=due
+        )
+        return 202, _held(entry, [str(a) for a in p.envelope])
 
     async def _raced(
         self, key: ApiKey, idempotency_key: str | None, request_hash: str, queue_id: str

@@ -19,15 +19,13 @@ Invariants:
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, Protocol, TypeAlias
+from typing import Annotated, Any, Literal, TypeAlias
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -45,15 +43,10 @@ from pydantic import (
 from mailwright.api.auth import authenticated
 from mailwright.api.errors import ApiError
 from mailwright.api.models import MessageIn
-from mailwright.api.send import Limits, Sender
-from mailwright.api.templates import render_for_send
+from mailwright.api.send import Sender
 from mailwright.core.address import Address, AddressError
 from mailwright.core.errors import MailwrightError
-from mailwright.core.ids import new_queue_id
 from mailwright.core.log import event as log_event
-from mailwright.intake.pipeline import Pipeline
-from mailwright.message.compose import Attachment, ComposeError, Draft, compose, parse_mailbox
-from mailwright.store.api import Api, ApiKey, Queue
 from mailwright.store.errors import StoreError
 
 log = logging.getLogger("mailwright.api")
@@ -526,107 +519,6 @@ def to_messages(mail: SendGridMail, *, now: float) -> list[Personalized]:
     return out
 
 
-# --- checking before sending -------------------------------------------------------------
-
-
-class _Services(Protocol):
-    """What this route needs of the application's services (api.app.ApiServices)."""
-
-    @property
-    def pipeline(self) -> Pipeline: ...
-    @property
-    def api(self) -> Api: ...
-    @property
-    def queue(self) -> Queue: ...
-    @property
-    def max_batch(self) -> int: ...
-    @property
-    def max_recipients(self) -> int: ...
-    @property
-    def max_message_size(self) -> int: ...
-
-
-def _address(text: str, name: str) -> Address:
-    try:
-        _display, spec = parse_mailbox(text, name)
-        return Address.parse(spec, utf8=True)
-    except ComposeError as exc:
-        raise ApiError(422, "invalid_address", exc.message, name) from None
-    except AddressError as exc:
-        raise ApiError(422, "invalid_address", str(exc), name) from None
-
-
-async def check(services: _Services, key: ApiKey, msg: MessageIn) -> None:
-    """Everything Sender.send checks before it stores the message, with the same errors
-    (/v1 fields), so that no personalization is sent while a later one would be refused.
-    Only what the store itself refuses at the commit (a full mailbox, an outage) remains."""
-    pipeline = services.pipeline
-    sender = _address(msg.sender, "from")
-    domain = sender.domain.lower()
-    if key.sender_domain is not None and domain != key.sender_domain:
-        raise ApiError(
-            403, "forbidden_sender", f"this key may send only from {key.sender_domain}", "from"
-        )
-    if not (await pipeline.router.route(sender)).local_domain:
-        raise ApiError(422, "foreign_sender", f"{domain} is not a domain of this server", "from")
-    recipients: dict[str, Address] = {}
-    for name, values in (("to", msg.to), ("cc", msg.cc), ("bcc", msg.bcc)):
-        for k, value in enumerate(values):
-            address = _address(value, f"{name}.{k}")
-            recipients.setdefault(address.key, address)
-    for k, value in enumerate(msg.reply_to):
-        _address(value, f"reply_to.{k}")
-    if len(recipients) > services.max_recipients:
-        raise ApiError(
-            422,
-            "too_many_recipients",
-            f"at most {services.max_recipients} recipients in one message",
-            "to",
-        )
-    # The pipeline refuses unknown local users and sends to the rest; a message none of
-    # whose recipients can receive it is refused whole, so it must be found now.
-    for address in recipients.values():
-        route = await pipeline.router.route(address)
-        if route.known or not route.local_domain:
-            break
-    else:
-        raise ApiError(422, "no_recipients", "no recipient can receive this message", "to")
-    subject, text, html = msg.subject, msg.text, msg.html
-    if msg.template_id is not None:
-        rendered = await render_for_send(services.api, key, msg.template_id, msg.variables)
-        subject, text, html = rendered.subject, rendered.text, rendered.html
-    attachments = []
-    for k, a in enumerate(msg.attachments):
-        try:
-            content = base64.b64decode(a.content, validate=True)
-        except (binascii.Error, ValueError):
-            raise ApiError(
-                422, "invalid_attachment", "not base64", f"attachments.{k}.content"
-            ) from None
-        attachments.append(Attachment(a.filename, content, a.content_type, a.inline, a.content_id))
-    draft = Draft(
-        sender=msg.sender,
-        to=tuple(msg.to),
-        cc=tuple(msg.cc),
-        reply_to=tuple(msg.reply_to),
-        subject=subject,
-        text=text,
-        html=html,
-        attachments=tuple(attachments),
-        headers=tuple(msg.headers.items()),
-    )
-    try:
-        data = compose(draft, hostname=pipeline.hostname, queue_id=new_queue_id())
-    except ComposeError as exc:
-        raise ApiError(422, "invalid_message", exc.message, exc.field) from None
-    if len(data) > services.max_message_size:
-        raise ApiError(
-            413,
-            "too_large",
-            f"the message is {len(data)} bytes; the limit is {services.max_message_size}",
-        )
-
-
 # --- the route ---------------------------------------------------------------------------
 
 
@@ -662,7 +554,7 @@ def sendgrid_routes(*, clock: Callable[[], float] = time.time) -> APIRouter:
 
 
 async def _mail_send(request: Request, clock: Callable[[], float]) -> Response:
-    services: _Services = request.app.state.services
+    max_batch: int = request.app.state.services.max_batch
     try:
         key = await authenticated(request, request.headers.get("authorization"))
     except ApiError:
@@ -674,30 +566,27 @@ async def _mail_send(request: Request, clock: Callable[[], float]) -> Response:
     except ApiError as exc:  # the body limit, counted as the body streams in
         raise _refuse(exc.message, None, exc.status) from None
     mail = parse_request(raw)
-    if len(mail.personalizations) > services.max_batch:
+    if len(mail.personalizations) > max_batch:
         raise _refuse(
-            f"at most {services.max_batch} personalizations in one request on this server",
+            f"at most {max_batch} personalizations in one request on this server",
             "personalizations",
         )
     dry_run = sandbox(mail)
     messages = to_messages(mail, now=clock())
+    sender: Sender = request.app.state.sender
+    # Every personalization is checked (and built) before any is sent.
+    prepared = []
     for item in messages:
         try:
-            await check(services, key, item.message)
+            prepared.append(await sender.prepare(key, item.message))
         except ApiError as exc:
             raise translate(exc, item.origin) from None
     if dry_run:
         return Response(status_code=200)
-    sender = Sender(
-        services.pipeline,
-        services.api,
-        services.queue,
-        Limits(services.max_message_size, services.max_recipients),
-    )
     ids: list[str] = []
-    for item in messages:
+    for item, ready in zip(messages, prepared, strict=True):
         try:
-            _status, out = await sender.send(key, item.message)
+            _status, out = await sender.commit(ready)
         except ApiError as exc:
             refusal = translate(exc, item.origin)
             if ids:

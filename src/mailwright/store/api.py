@@ -783,6 +783,11 @@ class Api(Protocol):
 
     async def find_scheduled(self, key_id: int, idempotency_key: str) -> ScheduledSend | None: ...
 
+    async def next_scheduled(self) -> float | None:
+        """The earliest ``due`` of a held send (leased or not); None: none held. A read,
+        so that looking for due work writes nothing."""
+        ...
+
     async def claim_scheduled(self, now: float, limit: int, lease: float) -> list[ScheduledSend]:
         """Up to ``limit`` held sends due at ``now`` and not leased, leased until
         now + ``lease`` (across processes: a claim that is not settled lapses)."""

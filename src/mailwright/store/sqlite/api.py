@@ -26,7 +26,7 @@ from mailwright.store.api import (
 )
 from mailwright.store.errors import DuplicateRequest, NotFound
 from mailwright.store.sqlite.db import Readers, Writer
-from mailwright.store.sqlite.queue import insert_events
+from mailwright.store.sqlite.queue import event_from_row, insert_events
 
 _KEY_COLS = (
     "id, name, prefix, scopes, sender_domain, created_at, revoked_at, daily_quota, rate_limit"
@@ -70,18 +70,6 @@ def _send(c: sqlite3.Connection, row: Sequence[Any]) -> ApiSend:
         created_at=row[6],
         recipients=row[7],
         tags=tuple(t for (t,) in tags),
-    )
-
-
-def _event(row: Sequence[Any]) -> MailEvent:
-    return MailEvent(
-        queue_id=row[2],
-        type=row[5],
-        recipient=row[4],
-        detail=json.loads(row[6]),
-        message_id=row[3],
-        time=row[1],
-        id=row[0],
     )
 
 
@@ -402,6 +390,13 @@ class SqliteApi:
 
         return await self._readers.run(job)
 
+    async def next_scheduled(self) -> float | None:
+        def job(c: sqlite3.Connection) -> float | None:
+            (due,) = c.execute("SELECT min(due) FROM api_scheduled").fetchone()
+            return None if due is None else float(due)
+
+        return await self._readers.run(job)
+
     async def claim_scheduled(self, now: float, limit: int, lease: float) -> list[ScheduledSend]:
         def job(c: sqlite3.Connection) -> list[ScheduledSend]:
             rows = c.execute(
@@ -472,6 +467,6 @@ class SqliteApi:
         )
 
         def job(c: sqlite3.Connection) -> list[MailEvent]:
-            return [_event(r) for r in c.execute(sql, args)]
+            return [event_from_row(r) for r in c.execute(sql, args)]
 
         return await self._readers.run(job)

@@ -53,6 +53,22 @@ def _entry(row: Sequence[Any]) -> QueueEntry:
     )
 
 
+EVENT_COLS = "id, time, queue_id, message_id, recipient, type, detail"
+
+
+def event_from_row(row: Sequence[Any]) -> MailEvent:
+    """An ``events`` row, selected as ``EVENT_COLS``."""
+    return MailEvent(
+        queue_id=row[2],
+        type=row[5],
+        recipient=row[4],
+        detail=json.loads(row[6]),
+        message_id=row[3],
+        time=row[1],
+        id=row[0],
+    )
+
+
 def insert_events(c: sqlite3.Connection, events: Sequence[MailEvent]) -> None:
     if not events:
         return
@@ -246,24 +262,13 @@ class SqliteQueue:
 
         def job(c: sqlite3.Connection) -> list[MailEvent]:
             rows = c.execute(
-                "SELECT id, time, queue_id, message_id, recipient, type, detail FROM events"
+                f"SELECT {EVENT_COLS} FROM events"
                 " WHERE queue_id=? OR queue_id IN"
                 " (SELECT queue_id FROM events WHERE message_id=? AND message_id!='')"
                 " ORDER BY id",
                 (key, mid),
             ).fetchall()
-            return [
-                MailEvent(
-                    queue_id=r[2],
-                    type=r[5],
-                    recipient=r[4],
-                    detail=json.loads(r[6]),
-                    message_id=r[3],
-                    time=r[1],
-                    id=r[0],
-                )
-                for r in rows
-            ]
+            return [event_from_row(r) for r in rows]
 
         return await self._readers.run(job)
 
