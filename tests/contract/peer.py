@@ -10,6 +10,9 @@ Commands (each line of output is flushed at once; the test reads them):
                           then "done", then wait to be killed
   shuffle ADDRESS         move every message INBOX → Archive → INBOX …: "round N" each,
                           until killed
+  claim ADDRESS UID       print "ready", then claim INBOX's \\Recent messages over and
+                          over: "claimed FIRST END" for each non-empty claim, "done" once
+                          UID is no longer recent for anyone
 """
 
 from __future__ import annotations
@@ -78,6 +81,18 @@ async def run(store: Store, acct: Account, command: str, args: tuple[str, ...]) 
             n += 1
             say(f"round {n}")
             a, b = b, a
+    elif command == "claim":
+        box = (await store.mailboxes.get_mailbox(acct.id, INBOX)).id
+        last = int(args[0])
+        say("ready")
+        deadline = asyncio.get_running_loop().time() + LISTEN_TIMEOUT
+        while asyncio.get_running_loop().time() < deadline:
+            first, end = await store.mailboxes.claim_recent_range(box)
+            if first < end:
+                say(f"claimed {first} {end}")
+            if (await store.mailboxes.get_mailbox_by_id(box)).recent_uid > last:
+                break
+        say("done")
     else:
         raise SystemExit(f"unknown command {command}")
 

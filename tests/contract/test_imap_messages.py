@@ -313,21 +313,29 @@ async def test_unchangedsince(store: Store) -> None:
     await check_counters(store, alice)
 
 
-async def test_flags_are_case_insensitive_for_system_flags(store: Store) -> None:
+async def test_flags_are_case_insensitive(store: Store) -> None:
+    # RFC 3501 §2.3.2, RFC 9051 §2.3.2: flag and keyword names are case-insensitive. System
+    # flags are stored in their canonical spelling; a keyword in the spelling it was
+    # first stored with on the message.
     alice = await account(store, "alice@example.test")
     box = await inbox_id(store, alice)
     await deliver(store, message(1), [alice])
     await store.messages.store_flags(box, [1], frozenset({"\\SEEN", "\\answered", "$Work"}), "+")
     (p,) = await store.messages.list_placements(box)
     assert p.flags == {"\\Seen", "\\Answered", "$Work"}
+    again = await store.messages.store_flags(box, [1], frozenset({"$WORK", "\\seen"}), "+")
+    assert again.changed == [] and again.unchanged == [(1, p.flags, p.modseq)]
     result = await store.messages.store_flags(box, [1], frozenset({"\\seen", "$work"}), "-")
-    # System flags match whatever the case; keywords are kept as given.
-    assert result.changed == [(1, frozenset({"\\Answered", "$Work"}), result.modseq)]
+    assert result.changed == [(1, frozenset({"\\Answered"}), result.modseq)]
+    await store.messages.store_flags(box, [1], frozenset({"$Later"}), "+")
+    kept = await store.messages.store_flags(box, [1], frozenset({"$LATER", "\\DRAFT"}), "=")
+    assert kept.changed == [(1, frozenset({"$Later", "\\Draft"}), kept.modseq)]
     await store.messages.store_flags(box, [1], frozenset({"\\Recent"}), "+")
     (p,) = await store.messages.list_placements(box)
     assert "\\Recent" not in p.flags
     with pytest.raises(StoreError):
         await store.messages.store_flags(box, [1], frozenset({"a b"}), "+")
+    await check_counters(store, alice)
 
 
 async def test_modseq_strictly_increases_per_mailbox(store: Store) -> None:

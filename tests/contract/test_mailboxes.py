@@ -18,6 +18,7 @@ from mailwright.store.errors import (
 )
 from tests.contract.conftest import Backend
 from tests.contract.helpers import (
+    Peer,
     account,
     append,
     check_counters,
@@ -471,6 +472,74 @@ async def test_concurrent_claims_share_nothing(store: Store) -> None:
     ranges = await asyncio.gather(*(store.mailboxes.claim_recent_range(box) for _ in range(8)))
     claimed = [uid for first, end in ranges for uid in range(first, end)]
     assert sorted(claimed) == list(range(1, 11))  # each UID recent for exactly one caller
+
+
+async def test_claim_below(store: Store) -> None:
+    # A session claims only the messages it has been told of (RFC 3501 §2.3.2: it is the
+    # first to be notified of them); later ones stay for whoever sees them first.
+    alice = await account(store, "alice@example.test")
+    box = await inbox_id(store, alice)
+    for i in range(4):
+        await deliver(store, message(i), [alice])
+
+    async def recent() -> tuple[int, int]:
+        b = await store.mailboxes.get_mailbox_by_id(box)
+        return b.recent, b.recent_uid
+
+    assert await store.mailboxes.claim_recent_range(box, 3) == (1, 3)  # UIDs 1 and 2
+    assert await recent() == (2, 3)  # 3 and 4 not yet claimed
+    assert await store.mailboxes.claim_recent_range(box, 2) == (3, 3)  # below: nothing
+    assert await store.mailboxes.claim_recent_range(box, 3) == (3, 3)
+    await store.messages.expunge(box, [3])
+    assert await recent() == (1, 3)
+    await deliver(store, message(5), [alice])
+    # UID 3 is gone; the claim still moves past it, and counts only what is there.
+    assert await store.mailboxes.claim_recent_range(box, 100) == (3, 6)
+    assert await recent() == (0, 6)
+    assert await store.mailboxes.claim_recent_range(box, 100) == (6, 6)
+    await check_counters(store, alice)
+    with pytest.raises(NotFound):
+        await store.mailboxes.claim_recent_range(999_999, 5)
+
+
+async def test_concurrent_bounded_claims_share_nothing(store: Store) -> None:
+    # Sessions each claiming up to what they have read, while mail arrives: every UID
+    # is recent for at most one, and once all have caught up, for exactly one.
+    alice = await account(store, "alice@example.test")
+    box = await inbox_id(store, alice)
+    claimed: list[int] = []
+
+    async def session(seen: int) -> None:
+        first, end = await store.mailboxes.claim_recent_range(box, seen + 1)
+        claimed.extend(range(first, end))
+
+    for i in range(1, 13):
+        await deliver(store, message(i), [alice])
+        await asyncio.gather(*(session(seen) for seen in (i - 2, i - 1, i, i)))
+    assert sorted(claimed) == list(range(1, 13))
+    await check_counters(store, alice)
+
+
+async def test_claims_across_processes_share_nothing(store: Store, backend: Backend) -> None:
+    # Two worker processes' sessions with the mailbox selected claim as mail arrives.
+    alice = await account(store, "alice@example.test")
+    box = await inbox_id(store, alice)
+    total = 30
+    peer = await Peer.start(backend, "claim", alice.address, str(total))
+    assert await peer.line() == "ready"
+    mine: list[int] = []
+    for i in range(total):
+        await deliver(store, message(i), [alice])
+        first, end = await store.mailboxes.claim_recent_range(box)
+        mine.extend(range(first, end))
+    theirs: list[int] = []
+    while (line := await peer.line()) != "done":
+        _, first, end = line.split()
+        theirs.extend(range(int(first), int(end)))
+    await peer.finish()
+    assert not set(mine) & set(theirs)
+    assert sorted(mine + theirs) == list(range(1, total + 1))
+    await check_counters(store, alice)
 
 
 async def test_claim_survives_reopen(store: Store, backend: Backend) -> None:

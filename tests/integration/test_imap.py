@@ -130,7 +130,8 @@ def test_append_round_trip_and_uidplus(server: Server) -> None:
     uids = c.search("ALL")
     got = c.fetch(uids, ["BODY.PEEK[]", "FLAGS"])
     assert [got[u][b"BODY[]"] for u in uids] == [PLAIN, EIGHT_BIT, MULTIPART, LONG_LINES]
-    assert all(set(got[u][b"FLAGS"]) == {b"\\Draft", b"custom"} for u in uids)
+    # The first SELECT of Drafts since the APPENDs: they are \\Recent here (RFC 3501 §2.3.2).
+    assert all(set(got[u][b"FLAGS"]) == {b"\\Draft", b"custom", b"\\Recent"} for u in uids)
     c.logout()
 
 
@@ -211,6 +212,33 @@ def test_two_sessions_see_each_others_changes(server: Server) -> None:
     assert b.search("ALL") == [uids[0], uids[2]]
     a.logout()
     b.logout()
+
+
+def test_a_message_is_recent_in_exactly_one_session(tmp_path: Path) -> None:
+    # RFC 3501 §2.3.2: a message is \\Recent in the first session told of it, whichever
+    # worker process serves it, and in no other; also one that arrives while the
+    # sessions have the mailbox selected.
+    with running(tmp_path, MAILWRIGHT_WORKERS="3") as server:
+        deliver(server, PLAIN)
+        sessions = [imap(server) for _ in range(6)]
+        for m in sessions:
+            ok(m.select("INBOX"))
+        deliver(server, EIGHT_BIT)  # acknowledged once committed: every NOOP sees it
+        recent_in: dict[int, list[int]] = {1: [], 2: []}
+        for i, m in enumerate(sessions):
+            ok(m.noop())
+            for line in ok(m.fetch("1:*", "(FLAGS)")):
+                assert isinstance(line, bytes)
+                seq = int(line.split()[0])
+                if b"\\Recent" in line:
+                    recent_in[seq].append(i)
+            m.logout()
+        assert recent_in[1] == [0]  # the first to SELECT
+        assert len(recent_in[2]) == 1, recent_in
+        late = imap(server)
+        ok(late.select("INBOX"))
+        assert late.response("RECENT")[1] == [b"0"]
+        late.logout()
 
 
 def test_idle_learns_of_delivery(server: Server) -> None:

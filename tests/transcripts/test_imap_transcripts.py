@@ -12,10 +12,7 @@ from tests.transcripts.runner import transcript_files
 HERE = Path(__file__).parent
 FILES = sorted((HERE / "imap").glob("*.txt"))
 # Transcripts that show a bug in src/: name -> what is wrong (strict: fixing it fails here).
-KNOWN_BUGS: dict[str, str] = {
-    "lsub-percent": "LSUB with % omits the unsubscribed parent of a subscribed name "
-    "(RFC 3501 §6.3.9: it is returned, \\Noselect)",
-}
+KNOWN_BUGS: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("path", transcript_files(HERE / "imap", KNOWN_BUGS))

@@ -110,17 +110,40 @@ def special_use(value: str | None) -> str | None:
 
 def normalize_flags(flags: Iterable[str]) -> frozenset[str]:
     """System flags in their canonical spelling, whatever the case given (RFC 9051 §9:
-    the grammar's literal strings are case-insensitive); keywords as given; \\Recent
-    dropped (a session's, never stored). ``InvalidName`` for an empty flag or one with
-    space or control characters (the protocol's atom rules refuse them first)."""
-    out = set()
+    the grammar's literal strings are case-insensitive); \\Recent dropped (a session's,
+    never stored). Flag names are case-insensitive (RFC 3501 §2.3.2, RFC 9051 §2.3.2), so
+    one name given in several cases counts once: a keyword keeps the spelling it is
+    given with, and of several spellings of one name the first in code-point order
+    ("$Label" before "$label"). ``InvalidName`` for an empty flag or one with space or
+    control characters (the protocol's atom rules refuse them first)."""
+    out: dict[str, str] = {}
     for flag in flags:
         if not flag or any(ord(ch) <= 0x20 or ord(ch) == 0x7F for ch in flag):
             raise InvalidName(f"bad flag {flag!r}")
         canonical = _CANONICAL_FLAGS.get(flag.lower(), flag) if flag[0] == "\\" else flag
-        if canonical != RECENT:
-            out.add(canonical)
-    return frozenset(out)
+        if canonical == RECENT:
+            continue
+        key = canonical.lower()
+        if key not in out or canonical < out[key]:
+            out[key] = canonical
+    return frozenset(out.values())
+
+
+def merge_flags(current: frozenset[str], flags: frozenset[str], mode: str) -> frozenset[str]:
+    """A message's flags after STORE: set (``mode`` "="), add ("+") or remove ("-")
+    ``flags`` (normalised) on ``current``. Names compare case-insensitively and a message
+    keeps the spelling a keyword was first stored with (as Dovecot does): adding
+    "$label1" to a message with "$Label1" changes nothing, removing "$label1" removes
+    "$Label1", and "=" keeps the message's spelling of the keywords it keeps."""
+    have = {f.lower(): f for f in current}
+    if mode == "+":
+        return current | frozenset(f for f in flags if f.lower() not in have)
+    drop = {f.lower() for f in flags}
+    if mode == "-":
+        return frozenset(f for f in current if f.lower() not in drop)
+    if mode == "=":
+        return frozenset(have.get(f.lower(), f) for f in flags)
+    raise ValueError(f"bad flag mode {mode!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -516,10 +539,17 @@ class Mailboxes(Protocol):
         nothing to claim."""
         ...
 
-    async def claim_recent_range(self, mailbox_id: int) -> tuple[int, int]:
+    async def claim_recent_range(
+        self, mailbox_id: int, below: int | None = None
+    ) -> tuple[int, int]:
         """``claim_recent`` returning (first, end): UIDs first <= uid < end are recent for
-        the caller alone (empty when first == end). A session may claim again later
-        to take the messages that arrived meanwhile."""
+        the caller alone (empty when first == end), across every process sharing the
+        installation. With ``below``, only UIDs under it are claimed (``end`` <= ``below``)
+        and later ones stay for whoever sees them first: a session passes one more than
+        the highest UID it has read, so it never claims a message it has not been told
+        of. A session may claim again later to take the messages that arrived meanwhile
+        (RFC 3501 §2.3.2: a message delivered while a session has the mailbox selected is
+        recent in that session, if it is the first to be notified of it)."""
         ...
 
 
@@ -612,7 +642,8 @@ class Messages(Protocol):
         unchangedsince: int | None = None,
     ) -> FlagResult:
         """Set (``mode`` "="), add ("+") or remove ("-") ``flags`` (normalised as
-        ``normalize_flags`` does) on the messages ``uids``. Only messages whose flags
+        ``normalize_flags`` does) on the messages ``uids``, names compared without regard
+        to case (``merge_flags``). Only messages whose flags
         change get the new MODSEQ (one for the whole operation); when none does, no MODSEQ
         is taken. With ``unchangedsince`` (RFC 7162 §3.1.3), a message whose MODSEQ is above
         it is left alone and listed in ``failed``. ``NotFound`` if the mailbox is gone.

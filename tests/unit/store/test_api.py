@@ -7,6 +7,7 @@ import pytest
 from mailwright.store.api import (
     MAX_NAME_LENGTH,
     mailbox_name,
+    merge_flags,
     normalize_flags,
     special_use,
     superiors,
@@ -49,12 +50,36 @@ def test_superiors() -> None:
 
 
 def test_normalize_flags() -> None:
-    got = normalize_flags(["\\SEEN", "\\answered", "\\Recent", "\\RECENT", "$Label", "$label"])
-    assert got == {"\\Seen", "\\Answered", "$Label", "$label"}
+    got = normalize_flags(["\\SEEN", "\\answered", "\\Recent", "\\RECENT", "$label", "$Label"])
+    # RFC 3501 §2.3.2: one name in two cases is one flag (the first in code-point order).
+    assert got == {"\\Seen", "\\Answered", "$Label"}
+    assert normalize_flags(["\\Seen", "\\seen", "Work", "WORK", "work"]) == {"\\Seen", "WORK"}
     assert normalize_flags(["\\Custom"]) == {"\\Custom"}  # unknown system-like: as given
     for bad in ["", "a b", "tab\t", "nul\x00"]:
         with pytest.raises(InvalidName):
             normalize_flags([bad])
+
+
+@pytest.mark.parametrize(
+    ("current", "flags", "mode", "after"),
+    [
+        # Names compare without regard to case; a message keeps its first spelling.
+        ({"$Label1"}, {"$label1"}, "+", {"$Label1"}),
+        ({"$Label1", "\\Seen"}, {"$LABEL1"}, "-", {"\\Seen"}),
+        ({"$Label1", "\\Seen"}, {"$label1", "Work"}, "=", {"$Label1", "Work"}),
+        ({"\\Seen"}, {"\\Flagged", "$Junk"}, "+", {"\\Seen", "\\Flagged", "$Junk"}),
+        ({"\\Seen", "$Junk"}, {"\\Seen"}, "-", {"$Junk"}),
+        ({"\\Seen"}, set(), "=", set()),
+        (set(), {"$x"}, "-", set()),
+    ],
+)
+def test_merge_flags(current: set[str], flags: set[str], mode: str, after: set[str]) -> None:
+    assert merge_flags(frozenset(current), frozenset(flags), mode) == after
+
+
+def test_merge_flags_mode() -> None:
+    with pytest.raises(ValueError, match="mode"):
+        merge_flags(frozenset(), frozenset(), "*")
 
 
 def test_special_use() -> None:

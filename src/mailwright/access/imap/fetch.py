@@ -35,8 +35,22 @@ def _partial(data: bytes, partial: tuple[int, int] | None) -> bytes:
     return data[start : start + length]
 
 
+# The instants a datetime can hold: an INTERNALDATE is Unix seconds, shown in UTC.
+_FIRST = int(datetime(1, 1, 1, tzinfo=UTC).timestamp())
+_LAST = int(datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp())
+
+
+def utc(seconds: int) -> datetime:
+    """An INTERNALDATE (Unix seconds) as a UTC datetime. APPEND refuses dates whose
+    instant is outside years 1 to 9999; one stored by other means is clamped, so reading
+    it never fails."""
+    return datetime.fromtimestamp(min(max(seconds, _FIRST), _LAST), UTC)
+
+
 def date_time(seconds: int) -> str:
-    return format_datetime(datetime.fromtimestamp(seconds, UTC))
+    """RFC 3501 §9 date-time of an INTERNALDATE: the same instant as APPEND gave, in UTC
+    ("+0000"; the zone the client gave is not kept)."""
+    return format_datetime(utc(seconds))
 
 
 async def item_value(item: c.FetchItem, content: Content) -> Value:

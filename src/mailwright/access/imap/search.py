@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import cast
 
+from mailwright.access.imap import fetch as fetching
 from mailwright.access.imap.content import Content
+from mailwright.access.imap.thread import ThreadMessage, ordered_subject, references
 from mailwright.access.imap.view import MailboxView
 from mailwright.message import search as text
 from mailwright.message import sortkey
@@ -181,130 +183,29 @@ class Searcher:
             return sortkey.display_key(s, key[7:].lower())
         return 0  # pragma: no cover - the parser accepts only the keys above
 
-    # -- THREAD (RFC 5256 §4) -------------------------------------------------------
+    # -- THREAD (RFC 5256 §3) -------------------------------------------------------
 
     async def thread(self, found: Sequence[Candidate], algorithm: str) -> list[Thread]:
-        if algorithm == "ORDEREDSUBJECT":
-            threads = await self._ordered_subject(found)
-        else:
-            threads = await self._references(found)
+        facts = [await self._thread_message(m) for m in found]
+        algo = ordered_subject if algorithm == "ORDEREDSUBJECT" else references
+        threads = algo(facts)
         # Lists of numbers ending in sub-thread lists: what ``response.thread`` takes.
         return cast(list[Thread], threads)
 
-    async def _sent(self, m: Candidate) -> float:
-        sent = text.sent_date(await m.content.structure())
-        return sent.timestamp() if sent is not None else float(m.placement.internal_date)
-
-    async def _ordered_subject(self, found: Sequence[Candidate]) -> list[list[object]]:
-        groups: dict[str, list[tuple[float, int, int]]] = {}
-        for m in found:
-            subject = sortkey.subject_key(await m.content.structure())
-            groups.setdefault(subject, []).append((await self._sent(m), m.seq, self._number(m)))
-        threads = []
-        for members in groups.values():
-            members.sort()
-            # RFC 5256 §4: the rest of the thread are children of the first message:
-            # "(1 2)" for one, "(1 (2)(3))" for several.
-            numbers = [n for _, _, n in members]
-            tree: list[object] = [numbers[0]]
-            if len(numbers) == 2:
-                tree.append(numbers[1])
-            else:
-                tree.extend([n] for n in numbers[1:])
-            threads.append((members[0][0], members[0][1], tree))
-        threads.sort(key=lambda t: (t[0], t[1]))
-        return [t[2] for t in threads]
-
-    async def _references(self, found: Sequence[Candidate]) -> list[list[object]]:
-        # RFC 5256 §4 REFERENCES, steps 1-5 (without the subject merging of step 5.C,
-        # which only joins threads whose roots lost their parents).
-        nodes: dict[str, _Node] = {}
-        for m in found:
-            s = await m.content.structure()
-            mid = sortkey.message_id(s) or f"<mailwright-{m.uid}@dummy>"
-            node = nodes.get(mid)
-            if node is None or node.message is not None:
-                if node is not None:  # a duplicate Message-ID: a fresh one (step 1.A)
-                    mid = f"<mailwright-dup-{m.uid}@dummy>"
-                node = nodes.setdefault(mid, _Node(mid))
-            node.message = (await self._sent(m), m.seq, self._number(m))
-            parents = sortkey.thread_parents(s)
-            prev: _Node | None = None
-            for ref in parents:
-                ref_node = nodes.setdefault(ref, _Node(ref))
-                if prev is not None and ref_node.parent is None and not _descends(prev, ref_node):
-                    ref_node.parent = prev
-                    prev.children.append(ref_node)
-                prev = ref_node
-            if prev is not None and prev is not node and not _descends(node, prev):
-                if node.parent is not None:
-                    node.parent.children.remove(node)
-                node.parent = prev
-                prev.children.append(node)
-        roots = [n for n in nodes.values() if n.parent is None]
-        out: list[tuple[float, int, list[object]]] = []
-        for root in roots:
-            for tree in _prune(root):
-                key = _first_date(tree)
-                out.append((key[0], key[1], _render(tree)))
-        out.sort(key=lambda t: (t[0], t[1]))
-        return [t[2] for t in out]
-
-    def _number(self, m: Candidate) -> int:
-        return m.uid if self.uid_numbers else m.seq
-
-
-@dataclass(eq=False, slots=True)
-class _Node:
-    mid: str
-    message: tuple[float, int, int] | None = None  # (sent, seq, number to show)
-    parent: _Node | None = None
-    children: list[_Node] = field(default_factory=list)
-
-
-def _descends(node: _Node, ancestor: _Node) -> bool:
-    """Whether ``node`` is ``ancestor`` or below it (a link would make a loop)."""
-    n: _Node | None = node
-    while n is not None:
-        if n is ancestor:
-            return True
-        n = n.parent
-    return False
-
-
-def _prune(node: _Node) -> list[_Node]:
-    """RFC 5256 §4 step 4: dummies without children go; a dummy's children take its
-    place (at the root only if it has one child)."""
-    kids: list[_Node] = []
-    for child in node.children:
-        kids.extend(_prune(child))
-    node.children = kids
-    for k in kids:
-        k.parent = node
-    if node.message is not None:
-        return [node]
-    if not kids:
-        return []
-    if node.parent is not None or len(kids) == 1:
-        for k in kids:
-            k.parent = node.parent
-        return kids
-    return [node]
-
-
-def _first_date(node: _Node) -> tuple[float, int]:
-    if node.message is not None:
-        return node.message[0], node.message[1]
-    return min((_first_date(k) for k in node.children), default=(0.0, 0))
-
-
-def _render(node: _Node) -> list[object]:
-    """A thread as the response encoder takes it: numbers, then sub-thread lists."""
-    kids = sorted(node.children, key=_first_date)
-    head: list[object] = [node.message[2]] if node.message is not None else []
-    if len(kids) == 1 and node.message is not None:
-        return head + _render(kids[0])
-    return head + [_render(k) for k in kids]
+    async def _thread_message(self, m: Candidate) -> ThreadMessage:
+        s = await m.content.structure()
+        sent = text.sent_date(s)
+        base, reply = sortkey.split_subject(s.envelope.subject or "")
+        return ThreadMessage(
+            number=m.uid if self.uid_numbers else m.seq,
+            seq=m.seq,
+            # RFC 5256 §2.2: without a usable Date header, the internal date.
+            sent=sent.timestamp() if sent is not None else float(m.placement.internal_date),
+            subject=sortkey.ascii_lower(base),
+            reply=reply,
+            message_id=sortkey.message_id(s),
+            parents=tuple(sortkey.thread_parents(s)),
+        )
 
 
 def _nth(i: int) -> Callable[[tuple[list[str | int | float], Candidate]], str | int | float]:
@@ -313,4 +214,4 @@ def _nth(i: int) -> Callable[[tuple[list[str | int | float], Candidate]], str | 
 
 def _internal_day(p: Placement) -> date:
     # RFC 9051 §6.4.4: dates compare without time or timezone; our internal dates are UTC.
-    return datetime.fromtimestamp(p.internal_date, UTC).date()
+    return fetching.utc(p.internal_date).date()

@@ -35,6 +35,7 @@ from mailwright.access.imap.view import (
     FlagsChanged,
     MailboxView,
     Recent,
+    RecentSource,
     Update,
     Vanished,
 )
@@ -52,6 +53,7 @@ from mailwright.proto.imap.server import Limits, ServerConnection
 from mailwright.proto.sasl.mechanism import Credentials
 from mailwright.store.api import (
     INBOX,
+    RECENT,
     Account,
     Accounts,
     BlobWriter,
@@ -60,6 +62,7 @@ from mailwright.store.api import (
     Mailboxes,
     MailboxInfo,
     Messages,
+    superiors,
 )
 from mailwright.store.errors import (
     AlreadyExists,
@@ -115,6 +118,8 @@ _ENABLEABLE = frozenset({"CONDSTORE", "QRESYNC", "IMAP4REV2"})
 
 
 def canonical_flag(flag: str) -> str:
+    """A system flag in its canonical spelling (\\SEEN is \\Seen: RFC 9051 §9, the
+    grammar's strings are case-insensitive); anything else as given."""
     return _CANONICAL.get(flag.lower(), flag)
 
 
@@ -578,7 +583,58 @@ class ImapSession:
         found = await view.sync(
             self.messages, expunge_allowed=expunge_allowed, qresync="QRESYNC" in self.enabled
         )
-        return [self._render(u) for u in found]
+        # RFC 9051 has no \Recent: an IMAP4rev2 client is never sent RECENT.
+        rev2 = "IMAP4REV2" in self.enabled
+        return [self._render(u) for u in found if not (rev2 and isinstance(u, Recent))]
+
+    def _flag_atoms(
+        self, uid: int, flags: frozenset[str], view: MailboxView | None = None
+    ) -> list[Value]:
+        """A message's FLAGS as this session shows them: with \\Recent when the message is
+        recent in this session (RFC 3501 §2.3.2; IMAP4rev2 has none, RFC 9051 Appendix E).
+        ``view``: the mailbox being opened, before it is the selected one."""
+        if view is None:
+            view = self.view
+        if view is not None and uid in view.recent and "IMAP4REV2" not in self.enabled:
+            flags = flags | {RECENT}
+        return fetching.flag_atoms(flags)
+
+    def _flags_in(self, flags: tuple[str, ...], mailbox_id: int | None) -> frozenset[str]:
+        """Flags a client gives (STORE, APPEND): system flags in their canonical spelling
+        whatever the case (\\SEEN is \\Seen), \\Recent dropped (no client sets it), and
+        keyword names case-insensitive (RFC 3501 §2.3.2): a keyword the selected mailbox
+        already has is spelled as the mailbox first stored it (as Dovecot does; the store
+        keeps each message's first spelling too, ``store.api.merge_flags``)."""
+        wanted = [canonical_flag(f) for f in flags if f.lower() != "\\recent"]
+        view = self.view
+        if view is not None and view.mailbox_id == mailbox_id:
+            return view.spell(wanted)
+        out: dict[str, str] = {}
+        for f in wanted:
+            out.setdefault(f.lower(), f)
+        return frozenset(out.values())
+
+    def _recent_source(self, mailbox_id: int, read_only: bool) -> RecentSource:
+        """Where the view learns which messages are \\Recent in this session (RFC 3501
+        §2.3.2): a read-write session claims them in the store, so each is recent in one
+        session only, whatever the process; a read-only one (EXAMINE, RFC 3501 §6.3.2)
+        shows those no session has claimed yet and takes nothing."""
+        mailboxes = self.mailboxes
+
+        async def claim(below: int) -> tuple[int, int]:
+            try:
+                return await mailboxes.claim_recent_range(mailbox_id, below)
+            except NotFound:  # deleted meanwhile: nothing is recent any more
+                return 0, 0
+
+        async def peek(below: int) -> tuple[int, int]:
+            try:
+                info = await mailboxes.get_mailbox_by_id(mailbox_id)
+            except NotFound:
+                return 0, 0
+            return info.recent_uid, min(info.uidnext, below)
+
+        return peek if read_only else claim
 
     def _render(self, u: Update) -> Response:
         match u:
@@ -593,7 +649,7 @@ class ImapSession:
             case FlagsChanged(seq, uid, flags, modseq):
                 items: list[tuple[str, Value]] = [
                     ("UID", uid),
-                    ("FLAGS", fetching.flag_atoms(flags)),
+                    ("FLAGS", self._flag_atoms(uid, flags)),
                 ]
                 if self._condstore:
                     items.append(("MODSEQ", [modseq]))
@@ -621,17 +677,16 @@ class ImapSession:
             info = await self.mailboxes.get_mailbox(self._account_id, name)
         except NotFound:
             return out + machine.send(r.tagged(tag, "NO", "Mailbox does not exist", r.NONEXISTENT))
-        # IMAP4rev1 \Recent: the messages no session has seen are this one's alone.
-        if read_only:
-            # EXAMINE shows what is recent without claiming it (RFC 3501 §6.3.2).
-            recent = (info.recent_uid, info.uidnext)
-        else:
-            recent = await self.mailboxes.claim_recent_range(info.id)
         placements = await self.messages.list_placements(info.id)
-        view = MailboxView(info, placements, read_only=read_only, recent=recent)
+        # IMAP4rev1 \Recent: the messages no session has been told of are this one's alone
+        # (claimed after the read: up to the last UID read, and no further).
+        source = self._recent_source(info.id, read_only)
+        recent = await source(placements[-1].uid + 1) if placements else (0, 0)
+        view = MailboxView(
+            info, placements, read_only=read_only, recent=recent, recent_source=source
+        )
         responses: list[Response] = []
-        keywords = sorted({f for p in placements for f in p.flags if not f.startswith("\\")})
-        flags = [*SYSTEM_FLAGS, *keywords]
+        flags = [*SYSTEM_FLAGS, *sorted(view.keywords.values())]
         responses.append(r.flags(flags))
         responses.append(r.exists(view.exists))
         if "IMAP4REV2" not in self.enabled:
@@ -689,7 +744,7 @@ class ImapSession:
                         seq,
                         [
                             ("UID", uid),
-                            ("FLAGS", fetching.flag_atoms(p.flags)),
+                            ("FLAGS", self._flag_atoms(uid, p.flags, view)),
                             ("MODSEQ", [p.modseq]),
                         ],
                     )
@@ -800,7 +855,7 @@ class ImapSession:
                         case c.Uid():
                             values.append(("UID", uid))
                         case c.Flags():
-                            values.append(("FLAGS", fetching.flag_atoms(p.flags)))
+                            values.append(("FLAGS", self._flag_atoms(uid, p.flags)))
                             flags_sent = True
                         case c.InternalDate():
                             values.append(("INTERNALDATE", fetching.date_time(p.internal_date)))
@@ -821,7 +876,7 @@ class ImapSession:
                 # RFC 7162 §3.2.4: with its UID once QRESYNC is enabled).
                 if "QRESYNC" in self.enabled and not any(n == "UID" for n, _ in values):
                     values.insert(0, ("UID", uid))
-                values.append(("FLAGS", fetching.flag_atoms(p.flags)))
+                values.append(("FLAGS", self._flag_atoms(uid, p.flags)))
                 if condstore and not any(n == "MODSEQ" for n, _ in values):
                     values.append(("MODSEQ", [p.modseq]))
             out += machine.send(r.fetch(seq, values))
@@ -840,7 +895,7 @@ class ImapSession:
             return self._bad_set(cmd.tag)
         if cmd.unchangedsince is not None:
             self.enabled.add("CONDSTORE")
-        flags = frozenset(canonical_flag(f) for f in cmd.flags if f.lower() != "\\recent")
+        flags = self._flags_in(cmd.flags, view.mailbox_id)
         mode = {"": "=", "+": "+", "-": "-"}[cmd.mode]
         uids = [u for _, u in pairs]
         result = await self.messages.store_flags(
@@ -867,7 +922,7 @@ class ImapSession:
             values: list[tuple[str, Value]] = []
             if cmd.uid or "QRESYNC" in self.enabled:  # RFC 7162 §3.2.4: always UID then
                 values.append(("UID", uid))
-            values.append(("FLAGS", fetching.flag_atoms(p.flags)))
+            values.append(("FLAGS", self._flag_atoms(uid, p.flags)))
             if self._condstore:
                 values.append(("MODSEQ", [p.modseq]))
             out += machine.send(r.fetch(seq, values))
@@ -1185,12 +1240,23 @@ class ImapSession:
 
     async def _lsub(self, tag: str, reference: str, pattern: str) -> bytes:
         account = self._account_id
-        subscribed = await self.mailboxes.list_subscriptions(account)
-        match = _pattern(self._name_in(reference + pattern))
+        subscribed = set(await self.mailboxes.list_subscriptions(account))
+        full = self._name_in(reference + pattern)
+        match = _pattern(full)
+        # RFC 3501 §6.3.9: with "foo/bar" subscribed and "foo" not, LSUB "%" returns
+        # "foo" flagged \Noselect: a superior stands in for a subscribed name that "%"
+        # kept the pattern from reaching (one it would match were "%" a "*").
+        deeper = _pattern(full.replace("%", "*"))
+        found: dict[str, list[str]] = {}
+        for name in subscribed:
+            if match(name):
+                found[name] = []
+            elif deeper(name):
+                for parent in superiors(name):
+                    if parent not in subscribed and match(parent):
+                        found[parent] = ["\\Noselect"]
         responses: list[Response] = [
-            r.list_mailbox([], SEP, self._name_out(n), verb="LSUB")
-            for n in sorted(subscribed)
-            if match(n)
+            r.list_mailbox(found[n], SEP, self._name_out(n), verb="LSUB") for n in sorted(found)
         ]
         return self.machine.send(*responses, r.tagged(tag, "OK", "LSUB completed"))
 
@@ -1226,7 +1292,7 @@ class ImapSession:
             pending.blob.abort()
             return machine.send(r.tagged(cmd.tag, "NO", "Mailbox does not exist", r.TRYCREATE))
         when = cmd.internal_date or datetime.now(UTC)
-        flags = frozenset(canonical_flag(f) for f in cmd.flags if f.lower() != "\\recent")
+        flags = self._flags_in(cmd.flags, box.id)
         try:
             delivered = await self.messages.append(
                 self._account_id, box.id, pending.blob, flags, int(when.timestamp())

@@ -13,13 +13,19 @@ Invariants:
   are appended at the end and never renumber anything;
 - expunges are held back while ``expunge_allowed`` is False (RFC 9051 §7.5.1: not during
   FETCH, STORE or SEARCH by sequence number, nor with no command in progress); the
-  expunged UIDs stay in the view, with their last flags, until they may be told.
+  expunged UIDs stay in the view, with their last flags, until they may be told;
+- \\Recent (RFC 3501 §2.3.2) is the store's to hand out (``Mailboxes.claim_recent_range``,
+  atomic across processes), never decided here: the view asks ``recent_source`` for the
+  UIDs up to the highest one it has read, after reading them, so a read-write session
+  claims exactly the messages it is the first to be told of, when it opens the mailbox
+  and whenever new ones arrive. A read-only view's source only looks (EXAMINE takes
+  \\Recent from no one, RFC 3501 §6.3.2).
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from mailwright.store.api import MailboxInfo, Messages, Placement
@@ -54,6 +60,9 @@ class FlagsChanged:
 
 
 Update = Exists | Recent | Expunge | Vanished | FlagsChanged
+# Given one more than the highest UID the view has read, the range (first, end) of UIDs
+# that are \Recent for this session (``Mailboxes.claim_recent_range``'s answer).
+RecentSource = Callable[[int], Awaitable[tuple[int, int]]]
 
 
 class MailboxView:
@@ -64,19 +73,28 @@ class MailboxView:
         *,
         read_only: bool,
         recent: tuple[int, int] = (0, 0),
+        recent_source: RecentSource | None = None,
     ) -> None:
-        """``recent``: the UIDs first <= uid < end are \\Recent for this session
-        (``Mailboxes.claim_recent_range``); messages that arrive later are not."""
+        """``recent``: the UIDs first <= uid < end are \\Recent for this session (what
+        ``recent_source`` said when the mailbox was opened); ``recent_source`` is asked
+        again whenever messages arrive (None: they are never recent)."""
         self.info = info
         self.mailbox_id = info.id
         self.read_only = read_only
         self.known_modseq = info.highestmodseq
         self.uids: list[int] = [p.uid for p in placements]
         self.messages: dict[int, Placement] = {p.uid: p for p in placements}
-        first, end = recent
-        self.recent: set[int] = {p.uid for p in placements if first <= p.uid < end}
+        self.recent: set[int] = set()
+        self.recent_source = recent_source
+        # Keyword names (RFC 9051 §2.3.2, case-insensitive) by their lower-case form, as
+        # the mailbox spells them: the oldest message's spelling first.
+        self.keywords: dict[str, str] = {}
+        for p in placements:
+            if p.flags:
+                self._learn(p.flags)
         self.expunged: set[int] = set()  # gone from the store, not yet told
         self.dirty = False  # the change feed says the mailbox changed since the last sync
+        self.mark_recent(recent)
         self._told_recent = len(self.recent)
 
     @property
@@ -101,6 +119,27 @@ class MailboxView:
 
     # -- changes -----------------------------------------------------------------
 
+    def _learn(self, flags: frozenset[str]) -> None:
+        for f in flags:
+            if not f.startswith("\\"):
+                self.keywords.setdefault(f.lower(), f)
+
+    def spell(self, flags: Iterable[str]) -> frozenset[str]:
+        """``flags`` with each keyword the mailbox already has in the mailbox's spelling,
+        and one name given in several cases once (the first given)."""
+        out: dict[str, str] = {}
+        for f in flags:
+            key = f.lower()
+            out.setdefault(key, self.keywords.get(key, f))
+        return frozenset(out.values())
+
+    def mark_recent(self, recent: tuple[int, int]) -> None:
+        """The UIDs of the view from ``recent[0]`` up to (not including) ``recent[1]``
+        are \\Recent for this session."""
+        first, end = recent
+        lo, hi = bisect.bisect_left(self.uids, first), bisect.bisect_left(self.uids, end)
+        self.recent.update(self.uids[lo:hi])
+
     async def sync(
         self, messages: Messages, *, expunge_allowed: bool, qresync: bool
     ) -> list[Update]:
@@ -109,7 +148,15 @@ class MailboxView:
         since = self.known_modseq
         changed = await messages.changed_since(self.mailbox_id, since)
         gone = await messages.expunged_since(self.mailbox_id, since)
-        return self.apply(changed, gone, expunge_allowed=expunge_allowed, qresync=qresync)
+        recent = (0, 0)
+        top = self.uids[-1] if self.uids else 0
+        newest = max((p.uid for p in changed if p.uid > top), default=0)
+        if newest and self.recent_source is not None:
+            # Asked after the read, so the store's UIDNEXT is past every UID read.
+            recent = await self.recent_source(newest + 1)
+        return self.apply(
+            changed, gone, expunge_allowed=expunge_allowed, qresync=qresync, recent=recent
+        )
 
     def apply(
         self,
@@ -118,13 +165,18 @@ class MailboxView:
         *,
         expunge_allowed: bool,
         qresync: bool,
+        recent: tuple[int, int] = (0, 0),
     ) -> list[Update]:
+        """Take in a read of the store; ``recent``: as for ``mark_recent``, the UIDs that
+        are \\Recent for this session among those it brings."""
         updates: list[Update] = []
         before = len(self.uids)
         top = self.uids[-1] if self.uids else 0
         highest = self.known_modseq
         for p in changed:
             highest = max(highest, p.modseq)
+            if p.flags:
+                self._learn(p.flags)
             old = self.messages.get(p.uid)
             if old is None:
                 if p.uid > top and p.uid not in self.expunged:
@@ -140,11 +192,13 @@ class MailboxView:
         for uid in gone:
             if uid in self.messages:
                 self.expunged.add(uid)
+        self.mark_recent(recent)
         if len(self.uids) != before:
             updates.append(Exists(len(self.uids)))
-            if len(self.recent) != self._told_recent:
-                self._told_recent = len(self.recent)
-                updates.append(Recent(len(self.recent)))
+        if len(self.recent) != self._told_recent:
+            # RFC 3501 §7.3.2: the client records the new count (it comes with EXISTS).
+            self._told_recent = len(self.recent)
+            updates.append(Recent(len(self.recent)))
         if expunge_allowed:
             updates.extend(self.take_expunges(qresync=qresync))
         # Expunges still held back are below this MODSEQ too: ``expunged`` keeps them.
@@ -189,6 +243,7 @@ class MailboxView:
     def set_flags(self, uid: int, flags: frozenset[str], modseq: int) -> None:
         """This session's own STORE, already reported by the command itself."""
         old = self.messages.get(uid)
+        self._learn(flags)
         if old is not None:
             self.messages[uid] = Placement(
                 old.uid, old.message_id, flags, modseq, old.internal_date, old.size

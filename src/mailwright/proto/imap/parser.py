@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 from mailwright.proto.imap import command as cmd
 from mailwright.proto.imap import response
@@ -390,12 +390,18 @@ def _date_time(c: _Cursor) -> datetime:
     if match is None or month is None:
         raise ParseError('expected a date-time like "01-Feb-2024 10:00:00 +0000"')
     day, _, year, hh, mm, ss, sign, zh, zm = match.groups()
+    # zone = ("+" / "-") 4DIGIT: hours and minutes (RFC 9051 §9), so minutes are under 60.
     offset = timedelta(hours=int(zh), minutes=int(zm)) * (-1 if sign == b"-" else 1)
     try:
+        if int(zm) >= 60:
+            raise ValueError("zone minutes")
         when = datetime(
             int(year), month, int(day), int(hh), int(mm), int(ss), tzinfo=timezone(offset)
         )
-    except ValueError:
+        # The same instant in UTC must be a date too (not in year 0 or 10000): the
+        # message's INTERNALDATE is kept and written back in UTC.
+        when.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise ParseError("no such date-time") from None
     c.pos = match.end()
     return when

@@ -460,7 +460,10 @@ def thread(threads: Sequence[Thread]) -> Encoded:
 
     Each thread is a list of message numbers, the last elements of which may be
     sub-threads (lists) that branch from the last number: ``[2]``, ``[3, 6, [4, 23], [44,
-    7, 96]]``. RFC 5256 §4 writes sibling lists without spaces between them.
+    7, 96]]``; or, for a thread whose first message is missing (REFERENCES' dummy), only
+    sub-threads: ``[[3], [5]]``. Sub-threads come two or more at a time (a single one
+    continues the list of numbers instead). RFC 5256 §4 writes sibling lists without
+    spaces between them.
     """
     out = bytearray(b"* THREAD")
     if threads:
@@ -470,28 +473,52 @@ def thread(threads: Sequence[Thread]) -> Encoded:
     return Encoded(bytes(out + b"\r\n"))
 
 
-def _thread(out: bytearray, node: Thread) -> None:
-    # RFC 5256 §4: thread-members = nz-number *(SP nz-number) [SP thread-nested], and
-    # the lists of thread-nested follow each other without a space.
+class _ThreadFrame:
+    """One thread list being written: where ``_thread`` is in it."""
+
+    __slots__ = ("items", "nested", "next", "previous")
+
+    def __init__(self, items: Thread) -> None:
+        self.items = items
+        self.next = 0
+        self.previous: int | None = None  # the last number written; 0 after a sub-thread
+        self.nested = 0
+
+
+def _thread(out: bytearray, thread: Thread) -> None:
+    # RFC 5256 §4: thread-list = "(" (thread-members / thread-nested) ")";
+    # thread-members = nz-number *(SP nz-number) [SP thread-nested]; thread-nested =
+    # 2*thread-list, the lists following each other without a space. A loop, not
+    # recursion: threads may nest deeper than Python's recursion limit.
     out += b"("
-    previous: int | None = None
-    for item in node:
+    stack = [_ThreadFrame(thread)]
+    while stack:
+        frame = stack[-1]
+        if frame.next == len(frame.items):
+            if frame.previous is None:
+                raise LocalProtocolError("an empty thread")
+            if frame.nested == 1:
+                raise LocalProtocolError("a single sub-thread continues its parent's numbers")
+            out += b")"
+            stack.pop()
+            continue
+        item = frame.items[frame.next]
+        frame.next += 1
         if isinstance(item, int):
             if item < 1:
                 raise LocalProtocolError(f"{item} is no message number")
-            if previous == 0:
+            if frame.previous == 0:
                 raise LocalProtocolError("message numbers come before the sub-threads")
-            out += b"" if previous is None else b" "
+            out += b"" if frame.previous is None else b" "
             out += str(item).encode("ascii")
-            previous = item
+            frame.previous = item
         else:
-            if previous is None:
-                raise LocalProtocolError("a thread starts with a message number")
-            if previous > 0:
+            if frame.previous is not None and frame.previous > 0:
                 out += b" "
-            _thread(out, item)
-            previous = 0
-    out += b")"
+            frame.previous = 0
+            frame.nested += 1
+            out += b"("
+            stack.append(_ThreadFrame(item))
 
 
 def format_datetime(when: datetime) -> str:

@@ -48,6 +48,7 @@ from mailwright.store.api import (
     RecipientLookup,
     Target,
     mailbox_name,
+    merge_flags,
     normalize_flags,
     superiors,
 )
@@ -594,14 +595,19 @@ class SqliteStore(SqliteQueue, SqliteApi, SqliteWebhooks):
     async def claim_recent(self, mailbox_id: int) -> int:
         return (await self.claim_recent_range(mailbox_id))[0]
 
-    async def claim_recent_range(self, mailbox_id: int) -> tuple[int, int]:
+    async def claim_recent_range(
+        self, mailbox_id: int, below: int | None = None
+    ) -> tuple[int, int]:
         def peek(c: sqlite3.Connection) -> tuple[int, int]:
             row = c.execute(
                 "SELECT recent_uid, uidnext FROM mailboxes WHERE id=?", (mailbox_id,)
             ).fetchone()
             if row is None:
                 raise NotFound(f"no mailbox {mailbox_id}")
-            return int(row[0]), int(row[1])
+            first, end = int(row[0]), int(row[1])
+            if below is not None:
+                end = min(end, below)
+            return first, max(first, end)
 
         first, end = await self._readers.run(peek)
         if first >= end:
@@ -610,11 +616,19 @@ class SqliteStore(SqliteQueue, SqliteApi, SqliteWebhooks):
             return end, end
 
         def claim(c: sqlite3.Connection) -> tuple[int, int]:
-            got = peek(c)
-            c.execute(
-                "UPDATE mailboxes SET recent_uid=uidnext, recent_count=0 WHERE id=?", (mailbox_id,)
-            )
-            return got
+            # Read again inside the write transaction (BEGIN IMMEDIATE): a claim by
+            # another session or process in between is seen, so no UID is claimed twice.
+            first, end = peek(c)
+            if first < end:
+                (claimed,) = c.execute(
+                    "SELECT COUNT(*) FROM placements WHERE mailbox_id=? AND uid>=? AND uid<?",
+                    (mailbox_id, first, end),
+                ).fetchone()
+                c.execute(
+                    "UPDATE mailboxes SET recent_uid=?, recent_count=recent_count-? WHERE id=?",
+                    (end, claimed, mailbox_id),
+                )
+            return first, end
 
         return await self._writer.run(claim)
 
@@ -917,7 +931,7 @@ class SqliteStore(SqliteQueue, SqliteApi, SqliteWebhooks):
                 if unchangedsince is not None and modseq > unchangedsince:
                     failed.append(uid)  # RFC 7162 §3.1.3: changed since the client looked
                     continue
-                new = flags if mode == "=" else current | flags if mode == "+" else current - flags
+                new = merge_flags(current, flags, mode)
                 if new == current:
                     unchanged.append((uid, current, modseq))
                 else:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
@@ -756,6 +756,24 @@ def test_append_head_date_time() -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "utc"),
+    [
+        # RFC 9051 §9 date-time: the zone says how far local time is ahead of UTC.
+        ('"05-Jan-2024 20:30:00 -0730"', datetime(2024, 1, 6, 4, 0, tzinfo=UTC)),
+        ('"01-Jan-2024 03:00:00 +0545"', datetime(2023, 12, 31, 21, 15, tzinfo=UTC)),
+        ('"31-Dec-9999 23:59:59 +0000"', datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)),
+        ('"01-Jan-0001 00:30:00 -0100"', datetime(1, 1, 1, 1, 30, tzinfo=UTC)),
+    ],
+)
+def test_append_date_time_zones(text: str, utc: datetime) -> None:
+    d = run(LOGIN + b"a APPEND INBOX " + text.encode() + b" {1+}\r\nx\r\n")
+    append = next(e for e in d.events if isinstance(e, c.Append))
+    assert append.internal_date is not None
+    assert append.internal_date == utc  # the same instant
+    assert append.internal_date.astimezone(UTC) == utc
+
+
+@pytest.mark.parametrize(
     ("head", "text"),
     [
         (
@@ -763,6 +781,11 @@ def test_append_head_date_time() -> None:
             'expected a date-time like "01-Feb-2024 10:00:00 +0000"',
         ),
         (b'INBOX "31-Feb-2024 00:00:00 +0000"', "no such date-time"),
+        (b'INBOX "01-Feb-2024 00:00:00 +0160"', "no such date-time"),
+        (b'INBOX "01-Feb-2024 00:00:00 +2400"', "no such date-time"),
+        (b'INBOX "01-Jan-0001 00:30:00 +0100"', "no such date-time"),
+        (b'INBOX "31-Dec-9999 23:30:00 -0100"', "no such date-time"),
+        (b'INBOX "01-Feb-2024 24:00:00 +0000"', "no such date-time"),
         (b'INBOX "01-Foo-2024 00:00:00 +0000"', "expected a date-time"),
         (b"INBOX (\\Seen", "expected a flag, found a literal"),
         (b"INBOX junk", "expected the message literal at 'junk '"),

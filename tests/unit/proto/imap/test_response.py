@@ -178,12 +178,29 @@ def test_thread() -> None:
     threads = [[2], [3, 6, [4, 23], [44, 7, 96]]]
     assert r.thread(threads).to_bytes() == b"* THREAD (2)(3 6 (4 23)(44 7 96))\r\n"
     assert r.thread([]).to_bytes() == b"* THREAD\r\n"
+    # A thread whose root is missing (RFC 5256 §3 REFERENCES' dummy): only sub-threads.
+    nested = [[[3], [5, 6]], [1, [[2], [4]], [7]]]
+    assert r.thread(nested).to_bytes() == b"* THREAD ((3)(5 6))(1 ((2)(4))(7))\r\n"
     with pytest.raises(LocalProtocolError):
         r.thread([[0]])
     with pytest.raises(LocalProtocolError):
-        r.thread([[[1]]])
+        r.thread([[]])
+    with pytest.raises(LocalProtocolError):
+        r.thread([[[1]]])  # thread-nested is 2*thread-list
+    with pytest.raises(LocalProtocolError):
+        r.thread([[1, [2]]])
     with pytest.raises(LocalProtocolError):
         r.thread([[1, [2], [3], 4]])
+
+
+def test_thread_nesting_deeper_than_the_recursion_limit() -> None:
+    depth = 5000
+    thread: list[object] = [depth + 1]
+    for n in range(depth, 0, -1):
+        thread = [n, thread, [n + 10_000]]
+    encoded = r.thread([thread]).to_bytes()  # type: ignore[list-item]
+    assert encoded.startswith(b"* THREAD (1 (2 (3 ") and encoded.endswith(b"(10001))\r\n")
+    assert encoded.count(b"(") == encoded.count(b")") == 2 * depth + 1
 
 
 def test_encoded_checks() -> None:
