@@ -6,9 +6,11 @@ kernel picks (``127.0.0.1:0``); the test learns it from the startup banner.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -210,3 +212,36 @@ class Server:
                 bytes(body) if body is not None else (self.data_dir / "blobs" / path).read_bytes()
             )
         return out
+
+
+def worker_pids(server: Server) -> set[int]:
+    """The server's worker processes (the supervisor's children), from /proc."""
+    assert server.proc is not None
+    out = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                if int(stat.rsplit(")", 1)[1].split()[1]) == server.proc.pid:
+                    out.add(int(entry))
+    return out
+
+
+def worker_of(server: Server, port: int, client: socket.socket) -> int:
+    """The worker process that holds the server's end (on ``port``) of ``client``'s
+    IPv4 connection (Linux /proc)."""
+    client_port = client.getsockname()[1]
+    inode = None
+    for row in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = row.split()
+        local, remote = (int(f.split(":")[1], 16) for f in fields[1:3])
+        if local == port and remote == client_port:
+            inode = fields[9]
+    assert inode is not None, "the server's end of the connection is not in /proc/net/tcp"
+    for pid in worker_pids(server):
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    if os.readlink(f"/proc/{pid}/fd/{fd}") == f"socket:[{inode}]":
+                        return pid
+    raise AssertionError("no worker holds the connection")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import os
 import poplib
 import re
 import signal
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.server import Server
+from tests.integration.server import Server, worker_of, worker_pids
 
 ALICE = "alice@example.test"
 BOB = "bob@example.test"
@@ -377,59 +376,31 @@ def test_second_session_on_a_maildrop_is_in_use(tmp_path: Path) -> None:
         login(server).quit()
 
 
-def _children(pid: int) -> set[int]:
-    out = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError):
-                stat = Path(f"/proc/{entry}/stat").read_text()
-                if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                    out.add(int(entry))
-    return out
-
-
-def _worker_of(server: Server, client: Client) -> int:
-    """The worker process that holds the server's end of ``client``'s connection."""
-    assert server.proc is not None
-    client_port = client.sock.getsockname()[1]
-    inode = None
-    for row in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = row.split()
-        local, remote = (int(f.split(":")[1], 16) for f in fields[1:3])
-        if local == server.pop3_port and remote == client_port:
-            inode = fields[9]
-    assert inode is not None, "the server's end of the connection is not in /proc/net/tcp"
-    for pid in _children(server.proc.pid):
-        with contextlib.suppress(OSError):
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                with contextlib.suppress(OSError):
-                    if os.readlink(f"/proc/{pid}/fd/{fd}") == f"socket:[{inode}]":
-                        return pid
-    raise AssertionError("no worker holds the connection")
-
-
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc")
 def test_second_session_is_in_use_across_workers(tmp_path: Path) -> None:
     with running(tmp_path, MAILWRIGHT_WORKERS="2") as server:
         assert server.proc is not None
-        assert len(_children(server.proc.pid)) == 2
+        assert len(worker_pids(server)) == 2
         holder = greeted(server.pop3_port)
         assert holder.login().startswith(b"+OK Logged in")
-        home = _worker_of(server, holder)
-        # Which worker accepts a connection is the kernel's choice: try until the second
-        # session has been refused both in the holder's worker and in the other one.
+        home = worker_of(server, server.pop3_port, holder.sock)
+        # Connections go to the worker with fewer of them: keep each one open until the
+        # second session has been refused both in the holder's worker and in the other.
         seen: set[bool] = set()
-        for _ in range(60):
+        refused: list[Client] = []
+        for _ in range(20):
             c = greeted(server.pop3_port)
-            same = _worker_of(server, c) == home
+            refused.append(c)
+            same = worker_of(server, server.pop3_port, c.sock) == home
             assert c.login().startswith(b"-ERR [IN-USE]"), f"same worker: {same}"
-            c.cmd(b"QUIT")
-            assert c.closed()
-            c.close()
             seen.add(same)
             if seen == {True, False}:
                 break
         assert seen == {True, False}, f"connections landed only in one worker: {seen}"
+        for c in refused:
+            c.cmd(b"QUIT")
+            assert c.closed()
+            c.close()
         holder.cmd(b"QUIT")
         holder.close()
         # The maildrop is free by the time QUIT is answered, whichever worker comes next.

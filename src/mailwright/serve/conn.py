@@ -13,13 +13,21 @@ Invariants:
   the connection broke; after ``start_tls()`` nothing received before the handshake is
   ever returned (RFC 3207 §4.2, RFC 2595 §3.1: pipelined plaintext is discarded);
 - one ``Reaper`` per listener ends connections whose deadline passed while they wait to
-  read — one timer task for all, where a timeout per read costs more than a command.
+  read — one timer task for all, where a timeout per read costs more than a command;
+- an ``Acceptor`` takes one connection at a time from a listening socket every worker
+  process shares, and lets a less loaded worker take it when it can: a worker with more
+  open connections than another waits a moment (``BALANCE_WAIT``) before accepting, at
+  most ``BALANCE_TRIES`` times in a row, so a worker that is dead or stuck delays a
+  client by milliseconds, never loses it. (The event loop's own server accepts every
+  waiting connection at once: ten clients that connect together could all land on one
+  worker and stay there for the life of their sessions.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import socket
 import ssl
@@ -33,6 +41,11 @@ from mailwright.serve.limits import ConnectionLimiter
 from mailwright.serve.tls import describe
 
 log = logging.getLogger("mailwright.serve")
+
+BALANCE_WAIT = 0.005  # seconds a busier worker leaves a new connection to the others
+BALANCE_TRIES = 10  # waits in a row before it accepts anyway
+_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_RESOURCE_PAUSE = 0.1  # seconds without accepting when the process is out of descriptors
 
 _MAX_PENDING = 256 * 1024
 
@@ -299,6 +312,97 @@ class Reaper:
                     t.task.cancel()
 
 
+class Acceptor:
+    """Accepts the connections of one listening socket for this worker (see the module's
+    invariants); ``limiter`` knows every worker's connections."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        factory: Callable[[], Connection],
+        limiter: ConnectionLimiter,
+    ) -> None:
+        self.sock = sock
+        self.factory = factory
+        self.limiter = limiter
+        self.loop = asyncio.get_running_loop()
+        self._waits = 0
+        self._watching = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._closed = False
+        self._attaching: set[asyncio.Task[None]] = set()
+
+    def start(self) -> None:
+        self.sock.setblocking(False)
+        self._watch()
+
+    def _watch(self) -> None:
+        self._timer = None
+        if not self._closed and not self._watching:
+            self.loop.add_reader(self.sock.fileno(), self._ready)
+            self._watching = True
+
+    def _pause(self, seconds: float) -> None:
+        if self._watching:
+            self.loop.remove_reader(self.sock.fileno())
+            self._watching = False
+        if self._timer is None:
+            self._timer = self.loop.call_later(seconds, self._watch)
+
+    def _ready(self) -> None:
+        if self._waits < BALANCE_TRIES and self.limiter.busier():
+            # Every worker was woken for this connection: leave it to a less busy one.
+            self._waits += 1
+            self._pause(BALANCE_WAIT)
+            return
+        try:
+            sock, _address = self.sock.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return  # another worker took it, or the client gave up already
+        except OSError as exc:
+            if exc.errno not in _OUT_OF_RESOURCES:
+                raise
+            log_event(log, logging.ERROR, "accept.failed", error=exc.strerror or str(exc))
+            self._pause(_RESOURCE_PAUSE)
+            return
+        self._waits = 0
+        sock.setblocking(False)
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.limiter.accepting(+1)
+        task = self.loop.create_task(self._attach(sock))
+        self._attaching.add(task)
+        task.add_done_callback(self._attaching.discard)
+
+    async def _attach(self, sock: socket.socket) -> None:
+        made = False
+
+        def make() -> Connection:
+            # Its session counts from here on (``Listener._open``), not as being accepted.
+            nonlocal made
+            made = True
+            self.limiter.accepting(-1)
+            return self.factory()
+
+        try:
+            await self.loop.connect_accepted_socket(make, sock)
+        except OSError:
+            sock.close()  # gone before its transport was made: nothing was said to it
+        finally:
+            if not made:
+                self.limiter.accepting(-1)
+
+    def close(self) -> None:
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._watching:
+            self.loop.remove_reader(self.sock.fileno())
+            self._watching = False
+        self.sock.close()  # this process's copy: the other workers' stay open
+
+
 class Listener:
     """What every listener does around its sessions: accept within the connection caps,
     track the connections for the reaper and for shutdown, and stop.
@@ -313,7 +417,7 @@ class Listener:
         self.protocol = protocol  # the label of this listener's metrics
         self.stopping = False
         self.conns: set[Connection] = set()
-        self._servers: list[asyncio.AbstractServer] = []
+        self._acceptors: list[Acceptor] = []
         self._reaper = Reaper(reaper_interval)
 
     def _connection(self) -> Connection:
@@ -325,17 +429,13 @@ class Listener:
     async def _serve(self, conn: Connection) -> None:
         raise NotImplementedError
 
-    async def listen_socket(
-        self, sock: socket.socket, *, implicit_tls: bool = False
-    ) -> asyncio.AbstractServer:
+    async def listen_socket(self, sock: socket.socket, *, implicit_tls: bool = False) -> None:
         """Serve on an already bound socket (shared by every worker process);
         ``implicit_tls``: every connection starts with the TLS handshake (ports 465, 993, 995)."""
-        sock.setblocking(False)
-        loop = asyncio.get_running_loop()
-        server = await loop.create_server(lambda: self._new_connection(implicit_tls), sock=sock)
-        self._servers.append(server)
+        acceptor = Acceptor(sock, lambda: self._new_connection(implicit_tls), self.limiter)
+        acceptor.start()
+        self._acceptors.append(acceptor)
         self._reaper.start()
-        return server
 
     def _new_connection(self, implicit_tls: bool) -> Connection:
         conn = self._connection()
@@ -379,8 +479,8 @@ class Listener:
     def close(self) -> None:
         """Stop accepting new connections."""
         self.stopping = True
-        for server in self._servers:
-            server.close()
+        for acceptor in self._acceptors:
+            acceptor.close()
         self._reaper.stop()
 
     async def shutdown(self, grace: float) -> None:
@@ -396,5 +496,3 @@ class Listener:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=5)
-        for server in self._servers:
-            await server.wait_closed()

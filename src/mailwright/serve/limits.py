@@ -2,7 +2,8 @@
 
 Each worker owns one row of a shared-memory table (created before the workers are
 forked): slot 0 counts its open connections, slots 1..N count them per client-address
-hash. A worker writes only its own row (one event loop, so no lock); a check sums the
+hash, and the last slot the connections it has accepted whose session has not begun
+(``accepting``; they count towards which worker is busier, not towards the caps). A worker writes only its own row (one event loop, so no lock); a check sums the
 rows of every worker. Two workers admitting at the same instant can overshoot a cap by
 one; a hash collision only makes a per-address cap stricter, never looser. When a
 worker dies, the supervisor clears its row.
@@ -22,7 +23,8 @@ class ConnectionLimiter:
         self.workers = workers
         self.max_total = max_total
         self.max_per_ip = max_per_ip
-        self._row_len = _SLOTS + 1
+        self._row_len = _SLOTS + 2
+        self._accepting = _SLOTS + 1
         self._mem = mmap.mmap(-1, workers * self._row_len * _INT)  # MAP_SHARED: survives fork
         self._table = memoryview(self._mem).cast("i")
         self.worker = 0  # which row this process writes; set after the fork
@@ -54,6 +56,19 @@ class ConnectionLimiter:
         base = worker * self._row_len
         for i in range(self._row_len):
             self._table[base + i] = 0
+
+    def accepting(self, change: int) -> None:
+        """This worker accepted a connection (+1) whose session began or failed (-1)."""
+        self._table[self.worker * self._row_len + self._accepting] += change
+
+    def busier(self) -> bool:
+        """Has this worker more connections (open or being accepted) than some other
+        worker? (A worker that died counts as none until its successor runs: the caller
+        bounds how long it defers to it.)"""
+        t, n, a = self._table, self._row_len, self._accepting
+        load = [t[w * n] + t[w * n + a] for w in range(self.workers)]
+        mine = load[self.worker]
+        return any(other < mine for other in load)
 
     @property
     def active(self) -> int:

@@ -1,0 +1,99 @@
+"""Worker processes share the listening sockets: long-lived sessions that connect together
+are spread over the workers instead of all landing on the one that woke first."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.integration.server import Server, worker_of, worker_pids
+
+pytestmark = pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc")
+
+SESSIONS = 10
+
+
+def _greeted(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    assert sock.recv(512).startswith(b"220 ")
+    return sock
+
+
+def _until_both_serve(server: Server) -> None:
+    """Both workers are past their startup work (each has served a session)."""
+    seen: set[int] = set()
+    for _ in range(100):
+        with _greeted(server.port) as sock:
+            seen.add(worker_of(server, server.port, sock))
+            sock.sendall(b"QUIT\r\n")
+            assert sock.recv(512).startswith(b"221 ")
+        if len(seen) == 2:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"only {seen} served")
+
+
+@pytest.mark.parametrize("listener", ["smtp", "imap"])
+def test_sessions_that_connect_together_are_spread_over_the_workers(
+    tmp_path: Path, listener: str
+) -> None:
+    server = Server.create(tmp_path / "mw", MAILWRIGHT_WORKERS="2").start()
+    try:
+        assert len(worker_pids(server)) == 2
+        _until_both_serve(server)
+        port = server.port if listener == "smtp" else server.imap_port
+        # All at once: every connect is in the kernel's queue before any is accepted.
+        socks = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(SESSIONS)]
+        for sock in socks:
+            greeting = sock.recv(512)
+            assert greeting.startswith(b"220 " if listener == "smtp" else b"* OK")
+        spread = Counter(worker_of(server, port, sock) for sock in socks)
+        assert len(spread) == 2, spread
+        assert max(spread.values()) <= SESSIONS // 2 + 1, spread
+        for sock in socks:
+            sock.close()
+        # The counts go back down as sessions end: the next ones are still served.
+        deadline = time.monotonic() + 10
+        for _ in range(4):
+            with _greeted(server.port) as again:
+                again.sendall(b"QUIT\r\n")
+                assert again.recv(512).startswith(b"221 ")
+            assert time.monotonic() < deadline
+    finally:
+        server.close()
+
+
+def test_a_worker_that_is_gone_delays_no_client(tmp_path: Path) -> None:
+    """With one worker stopped (SIGSTOP: it accepts nothing and its row still says it has
+    no connections), the other one still takes every connection, within milliseconds."""
+    import os
+    import signal
+
+    server = Server.create(tmp_path / "mw", MAILWRIGHT_WORKERS="2").start()
+    try:
+        held = [_greeted(server.port) for _ in range(4)]  # both workers have some now
+        stopped = worker_of(server, server.port, held[0])
+        os.kill(stopped, signal.SIGSTOP)
+        try:
+            for sock in held:
+                if worker_of(server, server.port, sock) == stopped:
+                    sock.close()  # its count stays until it runs again: it looks busy
+            extra = []
+            for _ in range(6):
+                started = time.monotonic()
+                sock = _greeted(server.port)
+                assert time.monotonic() - started < 5
+                assert worker_of(server, server.port, sock) != stopped
+                extra.append(sock)
+            for sock in extra:
+                sock.close()
+        finally:
+            os.kill(stopped, signal.SIGCONT)
+        for sock in held:
+            sock.close()
+    finally:
+        server.close()
