@@ -4,7 +4,11 @@ Invariants:
 - every write runs on the writer thread; the writer takes every job waiting in its
   queue, runs each inside its own SAVEPOINT of one transaction, and commits once;
   with ``journal_mode=WAL`` and ``synchronous=FULL`` that commit is fsynced, so a
-  job's future resolves only once its changes are on disk (group commit);
+  job's future resolves only once its changes are on disk (group commit); a batch of
+  jobs that all said ``durable=False`` (state whose loss in a power cut harms nobody,
+  such as which IMAP session saw a message first) commits with ``synchronous=OFF``:
+  no fsync of its own, on disk with the next durable commit (which fsyncs the whole WAL,
+  frames before it included), and as consistent as any other transaction;
 - one failing job rolls back its own savepoint only; the others in the batch commit;
 - writers of several processes (worker processes, the CLI) take turns through an
   ``flock`` on ``<db>.writelock`` around each transaction: a waiting writer wakes the
@@ -123,10 +127,10 @@ class Writer:
         )
         self._checkpointer.start()
 
-    async def run(self, job: Callable[[sqlite3.Connection], T]) -> T:
+    async def run(self, job: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put((job, future, loop))
+        self._queue.put((job, future, loop, durable))
         return await future
 
     def close(self) -> None:
@@ -190,9 +194,12 @@ class Writer:
 
     def _transaction(self, conn: sqlite3.Connection, batch: list[Any]) -> list[tuple[bool, Any]]:
         outcomes: list[tuple[bool, Any]] = []
+        lazy = not any(durable for _job, _future, _loop, durable in batch)
         try:
+            if lazy:
+                conn.execute("PRAGMA synchronous=OFF")  # outside a transaction, as it must be
             conn.execute("BEGIN IMMEDIATE")
-            for job, _future, _loop in batch:
+            for job, _future, _loop, _durable in batch:
                 conn.execute("SAVEPOINT job")
                 try:
                     result = job(conn)
@@ -219,11 +226,15 @@ class Writer:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             outcomes = [(False, translate(exc))] * len(batch)
+        finally:
+            if lazy:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("PRAGMA synchronous=FULL")
         return outcomes
 
     def _deliver(self, batch: list[Any], outcomes: list[tuple[bool, Any]]) -> None:
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
-        for (_job, future, loop), (ok, value) in zip(batch, outcomes, strict=True):
+        for (_job, future, loop, _durable), (ok, value) in zip(batch, outcomes, strict=True):
             by_loop.setdefault(loop, []).append((future, ok, value))
         for loop, items in by_loop.items():
             # A closed loop raises RuntimeError: nobody is waiting there any more.
