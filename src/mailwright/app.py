@@ -377,6 +377,7 @@ class App:
         if self.store is not None:
             await self.store.close()
             self.store = None
+        meter.flush()  # what this worker counted lately stays in the sums
         log_event(log, logging.INFO, "app.stopped", pid=os.getpid())
 
     async def serve_forever(self, *, banner: bool = True) -> None:

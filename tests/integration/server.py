@@ -220,7 +220,7 @@ def worker_pids(server: Server) -> set[int]:
     out = set()
     for entry in os.listdir("/proc"):
         if entry.isdigit():
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, IndexError, ValueError):
                 stat = Path(f"/proc/{entry}/stat").read_text()
                 if int(stat.rsplit(")", 1)[1].split()[1]) == server.proc.pid:
                     out.add(int(entry))
@@ -229,7 +229,7 @@ def worker_pids(server: Server) -> set[int]:
 
 def worker_of(server: Server, port: int, client: socket.socket) -> int:
     """The worker process that holds the server's end (on ``port``) of ``client``'s
-    IPv4 connection (Linux /proc)."""
+    IPv4 connection (Linux /proc); the server's own process when it has no workers."""
     client_port = client.getsockname()[1]
     inode = None
     for row in Path("/proc/net/tcp").read_text().splitlines()[1:]:
@@ -238,7 +238,8 @@ def worker_of(server: Server, port: int, client: socket.socket) -> int:
         if local == port and remote == client_port:
             inode = fields[9]
     assert inode is not None, "the server's end of the connection is not in /proc/net/tcp"
-    for pid in worker_pids(server):
+    assert server.proc is not None
+    for pid in worker_pids(server) or {server.proc.pid}:
         with contextlib.suppress(OSError):
             for fd in os.listdir(f"/proc/{pid}/fd"):
                 with contextlib.suppress(OSError):

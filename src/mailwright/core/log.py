@@ -72,3 +72,10 @@ def configure(fmt: str = "logfmt", level: str = "info") -> None:
     root.handlers[:] = [handler]
     root.setLevel(TRACE if level == "trace" else getattr(logging, level.upper()))
     root.propagate = False
+    # Our lines name no thread, process or source line: the logging HOWTO's
+    # "Optimization" switches spare every record those lookups (the caller's frame walk
+    # is the dearest of them).
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    logging._srcfile = None

@@ -16,11 +16,18 @@ Invariants:
   the values stay in this process's memory, and a scrape reads those;
 - the instruments are made on first use, after the directory is chosen, and are
   process-wide, like the files they write to: prometheus_client fixes where a value
-  lives when the value is made.
+  lives when the value is made;
+- counts made on an event loop are gathered in memory and written to the instruments
+  (the files) at most ``FLUSH_SECONDS`` later, in one go: a write to a file-backed value
+  takes a lock and packs bytes, several times per message on the hot path. A scrape
+  flushes its own process first; another worker's counts may lag by up to
+  ``FLUSH_SECONDS``, and a worker killed with SIGKILL loses at most that much. Counts
+  made without a running loop (command-line tools, tests) are written at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 from collections.abc import Iterable
@@ -50,6 +57,8 @@ _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5
 # Anything else a client sends as a method is one label value, not one per invention.
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
+
+FLUSH_SECONDS = 1.0
 
 _M = TypeVar("_M", Counter, Gauge)
 
@@ -188,6 +197,8 @@ def use_directory(directory: Path) -> None:
     values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
     _process.directory = directory
     _process.instruments = None  # made again at the first count, into the files
+    global _pending
+    _pending = _Pending()  # nothing counted before belongs in the files
 
 
 def process_dead(pid: int) -> None:
@@ -198,41 +209,100 @@ def process_dead(pid: int) -> None:
 
 # -- counting ------------------------------------------------------------------------
 
+# A count waiting to be written: (family name on _Instruments, label values).
+_Key = tuple[str, tuple[str, ...]]
+
+
+class _Pending:
+    """Counts made since the last flush (see the invariants)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()  # the loop adds, a scrape's thread may flush
+        self.counts: dict[_Key, float] = {}
+        self.observed: dict[str, list[float]] = {}
+        self.timer: asyncio.TimerHandle | None = None
+
+    def add(self, family: str, labels: tuple[str, ...], amount: float = 1.0) -> None:
+        key = (family, labels)
+        with self.lock:
+            self.counts[key] = self.counts.get(key, 0.0) + amount
+        self._soon()
+
+    def observe(self, histogram: str, seconds: float) -> None:
+        with self.lock:
+            self.observed.setdefault(histogram, []).append(seconds)
+        self._soon()
+
+    def _soon(self) -> None:
+        if self.timer is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        self.timer = loop.call_later(FLUSH_SECONDS, self.flush)
+
+    def flush(self) -> None:
+        with self.lock:
+            counts, self.counts = self.counts, {}
+            observed, self.observed = self.observed, {}
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
+        if not counts and not observed:
+            return
+        made = _instruments()
+        for (family, labels), amount in counts.items():
+            if amount:
+                getattr(made, family)(*labels).inc(amount)
+        for histogram, values_ in observed.items():
+            instrument: Histogram = getattr(made, histogram)
+            for value in values_:
+                instrument.observe(value)
+
+
+_pending = _Pending()
+
+
+def flush() -> None:
+    """Write this process's pending counts now (before it stops, before a scrape)."""
+    _pending.flush()
+
 
 def connection_accepted(protocol: str) -> None:
     """A client connected to ``protocol``'s listener (served or refused)."""
-    _instruments().connection(protocol).inc()
+    _pending.add("connection", (protocol,))
 
 
 def connection_opened(protocol: str) -> None:
     """A connection's session began; it is open until ``connection_closed``."""
-    _instruments().connection_open(protocol).inc()
+    _pending.add("connection_open", (protocol,))
 
 
 def connection_closed(protocol: str) -> None:
-    _instruments().connection_open(protocol).dec()
+    _pending.add("connection_open", (protocol,), -1.0)
 
 
 def messages(event: str, count: int = 1) -> None:
     """``count`` messages (received) or recipients (delivered, deferred, bounced,
     expired) reached ``event``."""
     if count > 0:
-        _instruments().message(event).inc(count)
+        _pending.add("message", (event,), count)
 
 
 def auth_failed(protocol: str) -> None:
-    _instruments().auth_failure(protocol).inc()
+    _pending.add("auth_failure", (protocol,))
 
 
 def http_request(method: str, status: int, seconds: float) -> None:
-    made = _instruments()
     method = method.upper()
-    made.http_request(method if method in _METHODS else "other", str(status)).inc()
-    made.http_seconds.observe(seconds)
+    _pending.add("http_request", (method if method in _METHODS else "other", str(status)))
+    _pending.observe("http_seconds", seconds)
 
 
 def smtp_transaction(seconds: float) -> None:
-    _instruments().smtp_transaction_seconds.observe(seconds)
+    _pending.observe("smtp_transaction_seconds", seconds)
 
 
 # -- the scrape ----------------------------------------------------------------------
@@ -268,6 +338,7 @@ class _QueueCollector:
 def exposition(queue: QueueFacts | None = None) -> bytes:
     """The text a scrape reads (``CONTENT_TYPE``): every process's counts, summed, and
     ``queue``'s gauges. Reads files: call it off the event loop."""
+    _pending.flush()
     made = _instruments()  # this process's series exist (at zero) even before it counts
     registry = CollectorRegistry(auto_describe=False)
     directory = _process.directory

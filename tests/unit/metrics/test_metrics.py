@@ -7,11 +7,13 @@ process (and the servers other tests start from it) never inherits that setting.
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from mailwright.metrics import meter
@@ -183,3 +185,35 @@ def test_prepare_directory_makes_the_directory(tmp_path: Path) -> None:
     where = tmp_path / "run" / "metrics"
     meter.prepare_directory(where)
     assert where.is_dir()
+
+
+# -- counts made on an event loop ------------------------------------------------------
+
+
+def test_counts_on_a_loop_are_written_within_the_flush_time_or_by_a_scrape(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(meter, "FLUSH_SECONDS", 0.05)
+
+    def expired(found: Samples) -> float:
+        return value(found, "mailwright_messages_total", event="expired")
+
+    async def scenario() -> None:
+        start = expired(samples(meter.exposition()))
+        meter.messages("expired", 2)
+        meter.connection_opened("pop3")
+        meter.connection_closed("pop3")  # a gauge's ups and downs net out
+        assert meter._pending.counts, "written at once, not gathered"
+        await asyncio.sleep(0.2)
+        assert not meter._pending.counts  # the timer wrote them
+        assert expired(samples(meter.exposition())) == start + 2
+        meter.messages("expired")
+        meter.smtp_transaction(0.004)
+        # A scrape does not wait for the timer: it writes its own process's counts first.
+        found = samples(meter.exposition())
+        assert expired(found) == start + 3
+        assert value(found, "mailwright_connections_open", protocol="pop3") == 0
+
+    asyncio.run(scenario())
+    meter.messages("expired")  # no loop: written at once
+    assert not meter._pending.counts
