@@ -91,6 +91,8 @@ class Relay:
         return cls(tuple(ipaddress.ip_network(n, strict=False) for n in config.trusted_networks))
 
     def trusts(self, ip: str) -> bool:
+        if not self.trusted:
+            return False  # the default: no address parsing per connection
         try:
             address = ipaddress.ip_address(ip)
         except ValueError:
