@@ -647,7 +647,9 @@ class Messages(Protocol):
         change get the new MODSEQ (one for the whole operation); when none does, no MODSEQ
         is taken. With ``unchangedsince`` (RFC 7162 §3.1.3), a message whose MODSEQ is above
         it is left alone and listed in ``failed``. ``NotFound`` if the mailbox is gone.
-        Publishes "flags" with the changed UIDs."""
+        Publishes "flags" with the changed UIDs. Durable against a crash of the server
+        when it returns; a backend may leave the fsync to the next write that needs one
+        (a power cut may lose the last flag changes, never a message)."""
         ...
 
     async def expunge(self, mailbox_id: int, uids: Sequence[int]) -> int:

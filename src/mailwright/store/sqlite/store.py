@@ -907,7 +907,7 @@ class SqliteStore(SqliteQueue, SqliteApi, SqliteWebhooks):
             if cur.rowcount == 0:
                 raise NotFound(f"no message {message_id}")
 
-        await self._writer.run(job)
+        await self._writer.run(job, durable=False)  # a cache: parsed again if lost
 
     async def store_flags(
         self,
@@ -963,7 +963,10 @@ class SqliteStore(SqliteQueue, SqliteApi, SqliteWebhooks):
             )
             return result, change
 
-        result, change = await self._writer.run(job)
+        # Flags are not worth an fsync of their own (as with Dovecot's default): they
+        # survive a crash of the server at once, and a power cut once the next message
+        # or expunge is committed.
+        result, change = await self._writer.run(job, durable=False)
         if change is not None:
             self._publish([change])
         return result
