@@ -97,3 +97,37 @@ def test_a_worker_that_is_gone_delays_no_client(tmp_path: Path) -> None:
             sock.close()
     finally:
         server.close()
+
+
+def test_out_of_descriptors_pauses_accepting_and_loses_no_client(tmp_path: Path) -> None:
+    """accept() failing with EMFILE: the server logs it, waits, and serves the client once
+    a descriptor is free again (it neither spins nor drops the listening socket)."""
+    import resource
+
+    server = Server.create(tmp_path / "mw", MAILWRIGHT_WORKERS="1").start()
+    try:
+        assert server.proc is not None
+        pid = server.proc.pid
+        with _greeted(server.port) as first:  # the server is up and serving
+            first.sendall(b"QUIT\r\n")
+            assert first.recv(512).startswith(b"221 ")
+            assert first.recv(512) == b""  # and has closed its end
+        time.sleep(0.5)  # its descriptor is released by the loop's next turns
+        limits = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+        # A new descriptor takes the lowest free number: a limit at that number refuses it.
+        in_use = {int(p.name) for p in Path(f"/proc/{pid}/fd").iterdir()}
+        lowest_free = min(set(range(len(in_use) + 1)) - in_use)
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (lowest_free, limits[1]))
+        try:
+            waiting = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            waiting.settimeout(0.5)
+            with pytest.raises(TimeoutError):
+                waiting.recv(512)  # queued in the kernel: no descriptor to accept it
+        finally:
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, limits)
+        waiting.settimeout(10)
+        assert waiting.recv(512).startswith(b"220 ")
+        waiting.close()
+        assert "accept.failed" in server.log()
+    finally:
+        server.close()

@@ -360,10 +360,11 @@ class Acceptor:
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             return  # another worker took it, or the client gave up already
         except OSError as exc:
-            if exc.errno not in _OUT_OF_RESOURCES:
-                raise
+            # Out of descriptors or memory: pause, or this callback would spin. Anything
+            # else (a network error pending on that connection) is that client's alone.
             log_event(log, logging.ERROR, "accept.failed", error=exc.strerror or str(exc))
-            self._pause(_RESOURCE_PAUSE)
+            if exc.errno in _OUT_OF_RESOURCES:
+                self._pause(_RESOURCE_PAUSE)
             return
         self._waits = 0
         sock.setblocking(False)

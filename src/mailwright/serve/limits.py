@@ -3,8 +3,9 @@
 Each worker owns one row of a shared-memory table (created before the workers are
 forked): slot 0 counts its open connections, slots 1..N count them per client-address
 hash, and the last slot the connections it has accepted whose session has not begun
-(``accepting``; they count towards which worker is busier, not towards the caps). A worker writes only its own row (one event loop, so no lock); a check sums the
-rows of every worker. Two workers admitting at the same instant can overshoot a cap by
+(``accepting``; they count towards which worker is busier, not towards the caps). A
+worker writes only its own row (one event loop, so no lock); a check sums the rows of
+every worker. Two workers admitting at the same instant can overshoot a cap by
 one; a hash collision only makes a per-address cap stricter, never looser. When a
 worker dies, the supervisor clears its row.
 """
