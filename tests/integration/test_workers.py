@@ -3,6 +3,10 @@ are spread over the workers instead of all landing on the one that woke first.""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import resource
+import signal
 import socket
 import time
 from collections import Counter
@@ -15,6 +19,7 @@ from tests.integration.server import Server, worker_of, worker_pids
 pytestmark = pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc")
 
 SESSIONS = 10
+WAIT = 10.0  # a bound for a hung test, never a pacing sleep
 
 
 def _greeted(port: int) -> socket.socket:
@@ -46,7 +51,7 @@ def test_sessions_that_connect_together_are_spread_over_the_workers(
         assert len(worker_pids(server)) == 2
         _until_both_serve(server)
         port = server.port if listener == "smtp" else server.imap_port
-        # All at once: every connect is in the kernel's queue before any is accepted.
+        # One connect after another, as fast as this client makes them.
         socks = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(SESSIONS)]
         for sock in socks:
             greeting = sock.recv(512)
@@ -57,22 +62,18 @@ def test_sessions_that_connect_together_are_spread_over_the_workers(
         for sock in socks:
             sock.close()
         # The counts go back down as sessions end: the next ones are still served.
-        deadline = time.monotonic() + 10
         for _ in range(4):
             with _greeted(server.port) as again:
                 again.sendall(b"QUIT\r\n")
                 assert again.recv(512).startswith(b"221 ")
-            assert time.monotonic() < deadline
     finally:
         server.close()
 
 
-def test_a_worker_that_is_gone_delays_no_client(tmp_path: Path) -> None:
-    """With one worker stopped (SIGSTOP: it accepts nothing and its row still says it has
-    no connections), the other one still takes every connection, within milliseconds."""
-    import os
-    import signal
-
+def test_a_stopped_worker_keeps_no_client_waiting(tmp_path: Path) -> None:
+    """With one worker stopped (SIGSTOP: it accepts nothing, and its count of connections
+    cannot go down), the other soon has more connections and defers to it, but only for a
+    bounded time: it serves every new client (each within the socket timeout)."""
     server = Server.create(tmp_path / "mw", MAILWRIGHT_WORKERS="2").start()
     try:
         held = [_greeted(server.port) for _ in range(4)]  # both workers have some now
@@ -84,9 +85,7 @@ def test_a_worker_that_is_gone_delays_no_client(tmp_path: Path) -> None:
                     sock.close()  # its count stays until it runs again: it looks busy
             extra = []
             for _ in range(6):
-                started = time.monotonic()
                 sock = _greeted(server.port)
-                assert time.monotonic() - started < 5
                 assert worker_of(server, server.port, sock) != stopped
                 extra.append(sock)
             for sock in extra:
@@ -102,20 +101,22 @@ def test_a_worker_that_is_gone_delays_no_client(tmp_path: Path) -> None:
 def test_out_of_descriptors_pauses_accepting_and_loses_no_client(tmp_path: Path) -> None:
     """accept() failing with EMFILE: the server logs it, waits, and serves the client once
     a descriptor is free again (it neither spins nor drops the listening socket)."""
-    import resource
-
     server = Server.create(tmp_path / "mw", MAILWRIGHT_WORKERS="1").start()
     try:
         assert server.proc is not None
         pid = server.proc.pid
+        before = _sockets(pid)
         with _greeted(server.port) as first:  # the server is up and serving
             first.sendall(b"QUIT\r\n")
             assert first.recv(512).startswith(b"221 ")
             assert first.recv(512) == b""  # and has closed its end
-        time.sleep(0.5)  # its descriptor is released by the loop's next turns
+        deadline = time.monotonic() + WAIT
+        while _sockets(pid) != before:  # the loop releases it a turn or two later
+            assert time.monotonic() < deadline, "the closed connection's descriptor stays"
+            time.sleep(0.01)
         limits = resource.prlimit(pid, resource.RLIMIT_NOFILE)
         # A new descriptor takes the lowest free number: a limit at that number refuses it.
-        in_use = {int(p.name) for p in Path(f"/proc/{pid}/fd").iterdir()}
+        in_use = _descriptors(pid)
         lowest_free = min(set(range(len(in_use) + 1)) - in_use)
         resource.prlimit(pid, resource.RLIMIT_NOFILE, (lowest_free, limits[1]))
         try:
@@ -131,3 +132,16 @@ def test_out_of_descriptors_pauses_accepting_and_loses_no_client(tmp_path: Path)
         assert "accept.failed" in server.log()
     finally:
         server.close()
+
+
+def _descriptors(pid: int) -> set[int]:
+    return {int(p.name) for p in Path(f"/proc/{pid}/fd").iterdir()}
+
+
+def _sockets(pid: int) -> int:
+    """How many of the process's descriptors are sockets."""
+    count = 0
+    for fd in _descriptors(pid):
+        with contextlib.suppress(OSError):  # closed meanwhile
+            count += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
+    return count
