@@ -221,6 +221,7 @@ class _Pending:
         self.counts: dict[_Key, float] = {}
         self.observed: dict[str, list[float]] = {}
         self.timer: asyncio.TimerHandle | None = None
+        self.timer_loop: asyncio.AbstractEventLoop | None = None
 
     def add(self, family: str, labels: tuple[str, ...], amount: float = 1.0) -> None:
         key = (family, labels)
@@ -234,22 +235,28 @@ class _Pending:
         self._soon()
 
     def _soon(self) -> None:
-        if self.timer is not None:
-            return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             self.flush()
             return
-        self.timer = loop.call_later(FLUSH_SECONDS, self.flush)
+        if self.timer is not None and self.timer_loop is loop:
+            return
+        # (A timer of a loop that has ended will never fire: this loop takes over.)
+        self.timer_loop = loop
+        self.timer = loop.call_later(FLUSH_SECONDS, self._due)
+
+    def _due(self) -> None:
+        # Only the loop's own callback forgets the timer: a scrape flushes from another
+        # thread, where cancelling a loop's timer is not safe (an early flush just leaves
+        # the timer nothing to write).
+        self.timer = None
+        self.flush()
 
     def flush(self) -> None:
         with self.lock:
             counts, self.counts = self.counts, {}
             observed, self.observed = self.observed, {}
-            if self.timer is not None:
-                self.timer.cancel()
-                self.timer = None
         if not counts and not observed:
             return
         made = _instruments()

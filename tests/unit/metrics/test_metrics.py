@@ -217,3 +217,11 @@ def test_counts_on_a_loop_are_written_within_the_flush_time_or_by_a_scrape(
     asyncio.run(scenario())
     meter.messages("expired")  # no loop: written at once
     assert not meter._pending.counts
+
+    async def later_loop() -> None:
+        meter.messages("expired")  # a new loop's timer, whatever the last loop left
+        await asyncio.sleep(0.2)
+        assert not meter._pending.counts
+
+    asyncio.run(scenario())  # ends with the timer of a loop that is gone
+    asyncio.run(later_loop())
