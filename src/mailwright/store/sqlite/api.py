@@ -159,7 +159,7 @@ class SqliteApi:
             ).fetchone()
             return int(row[0]), int(row[1])
 
-        return await self._readers.run(job)
+        return await self._readers.run(job, quick=False)
 
     async def key_by_hash(self, secret_hash: bytes) -> ApiKey | None:
         def job(c: sqlite3.Connection) -> ApiKey | None:
@@ -469,4 +469,4 @@ class SqliteApi:
         def job(c: sqlite3.Connection) -> list[MailEvent]:
             return [event_from_row(r) for r in c.execute(sql, args)]
 
-        return await self._readers.run(job)
+        return await self._readers.run(job, quick=False)

@@ -13,8 +13,14 @@ Invariants:
 - writers of several processes (worker processes, the CLI) take turns through an
   ``flock`` on ``<db>.writelock`` around each transaction: a waiting writer wakes the
   moment the lock is free, where SQLite's own busy handler would sleep 1, 2, 5… ms;
-- reads use separate connections on reader threads (WAL readers never wait for the
-  writer), so the event loop never blocks on SQLite;
+- reads use connections of their own (WAL readers never wait for the writer); a read
+  first runs on the calling thread (the event loop's) within a budget of SQLite VM steps
+  (``QUICK_STEPS`` times ``QUICK_TICKS``, well under a millisecond), and one that needs more,
+  or finds the database busy, is interrupted and run again on a reader thread: a point
+  lookup costs microseconds where a hop to a thread and back costs a millisecond or more
+  on a busy loop, and a scan never holds the loop for longer than the budget. A job that
+  is known to scan says ``quick=False`` and goes to a thread at once. Reader jobs only
+  read, so running one again after an interruption is safe;
 - the WAL is checkpointed by a thread of its own (PASSIVE, outside the write lock), not
   by whichever commit crosses SQLite's threshold: a checkpoint copies megabytes into the
   database and fsyncs it, and done inside a commit it held every session waiting on that
@@ -35,7 +41,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from mailwright.store.errors import Conflict, StoreError, TransientStorageError
 
@@ -45,6 +51,9 @@ log = logging.getLogger("mailwright.store")
 _MAX_BATCH = 512
 _STOP = object()
 _CHECKPOINT_EVERY = 64  # commits between checkpoints (and at least once a second)
+QUICK_STEPS = 100  # SQLite VM instructions between checks of a read's budget on the loop
+QUICK_TICKS = 40  # checks before it is interrupted and handed to a reader thread (about
+# 400 rows of placements: under a millisecond with the Python objects they become)
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -252,6 +261,9 @@ def _resolve(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
             future.set_exception(value)
 
 
+_BUSY = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+
+
 class Readers:
     def __init__(self, path: Path, threads: int = 2) -> None:
         self._path = path
@@ -269,9 +281,46 @@ class Readers:
                 self._conns.append(conn)
         return conn
 
-    async def run(self, job: Callable[[sqlite3.Connection], T]) -> T:
+    async def run(self, job: Callable[[sqlite3.Connection], T], *, quick: bool = True) -> T:
+        """Run the read ``job``: first here within the budget (``quick``), else on a
+        reader thread."""
+        if quick:
+            done, value = self._inline(job)
+            if done:
+                return cast(T, value)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, self._call, job)
+
+    def _inline(self, job: Callable[[sqlite3.Connection], T]) -> tuple[bool, Any]:
+        local = self._local
+        conn: sqlite3.Connection | None = getattr(local, "quick", None)
+        if conn is None:
+            conn = connect(self._path)
+            conn.execute("PRAGMA busy_timeout=0")  # never sleep on the loop: use a thread
+            conn.set_progress_handler(self._tick, QUICK_STEPS)
+            local.quick = conn
+            with self._lock:
+                self._conns.append(conn)
+        local.ticks = 0
+        local.interrupted = False
+        try:
+            return True, job(conn)
+        except sqlite3.OperationalError as exc:
+            if local.interrupted or (exc.sqlite_errorcode & 0xFF) in _BUSY:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                return False, None
+            raise translate(exc) from exc
+        except sqlite3.Error as exc:
+            raise translate(exc) from exc
+
+    def _tick(self) -> int:
+        local = self._local
+        local.ticks += 1
+        if local.ticks > QUICK_TICKS:
+            local.interrupted = True
+            return 1  # SQLite stops the statement: "interrupted"
+        return 0
 
     def _call(self, job: Callable[[sqlite3.Connection], T]) -> T:
         try:

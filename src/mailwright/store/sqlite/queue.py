@@ -224,7 +224,7 @@ class SqliteQueue:
                 ).fetchall()
             return [_entry(r) for r in rows]
 
-        return await self._readers.run(job)
+        return await self._readers.run(job, quick=False)
 
     async def retry(self, queue_id: str | None, now: int) -> int:
         def job(c: sqlite3.Connection) -> int:
@@ -270,7 +270,7 @@ class SqliteQueue:
             ).fetchall()
             return [event_from_row(r) for r in rows]
 
-        return await self._readers.run(job)
+        return await self._readers.run(job, quick=False)
 
     async def message_source(self, message_id: int) -> bytes | Path:
         def job(c: sqlite3.Connection) -> tuple[bytes | None, str | None]:
