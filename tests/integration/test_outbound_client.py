@@ -105,11 +105,20 @@ class Sink:
         return Destination("sink.test", "127.0.0.1", self.port)
 
     def messages(self) -> list[tuple[dict[str, list[str]], bytes]]:
-        """(smtp-sink's X- fields, the message as sent) of every dumped transaction."""
+        """(smtp-sink's X- fields, the message as sent) of every dumped transaction.
+
+        smtp-sink opens a transaction's file at MAIL and removes it when the transaction
+        ends without DATA; a file without the Received line that DATA adds is such a
+        transaction, not yet ended (a busy machine), and holds no message."""
         out = []
         for path in sorted(self.dump.iterdir(), key=lambda p: p.stat().st_mtime_ns):
-            raw = path.read_bytes()
-            head, _, rest = raw.partition(b"\nReceived: ")
+            try:
+                raw = path.read_bytes()
+            except FileNotFoundError:
+                continue  # removed meanwhile: a transaction without DATA
+            head, found, rest = raw.partition(b"\nReceived: ")
+            if not found:
+                continue
             fields: dict[str, list[str]] = {}
             for line in head.decode().splitlines():
                 name, _, value = line.partition(": ")
