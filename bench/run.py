@@ -14,7 +14,8 @@
                                        [--only mailwright|dovecot,...] [--quick]
     .venv/bin/python bench/run.py outbound [--outbound-messages N] [--outbound-sessions 10]
                                            [--outbound-recipients 1] [--postfix-auth dovecot|none]
-                                           [--only mailwright|postfix|sink,...] [--quick]
+                                           [--only mailwright|postfix|postfix-dkim|sink,...]
+                                           [--quick]
     .venv/bin/python bench/run.py all   # every bench: smtp, pop3, imap, then outbound
 
 Progress goes to stderr; a Markdown table (for the README) to stdout; the raw
@@ -53,7 +54,7 @@ POP3_SERVERS = ("dovecot", "mailwright")
 IMAP_SERVERS = ("dovecot", "mailwright")
 # Dovecot's binaries for each protocol (dovecot-pop3d, dovecot-imapd).
 DOVECOT_PROTOCOL = {"pop3": "/usr/lib/dovecot/pop3", "imap": "/usr/lib/dovecot/imap"}
-SERVERS = ("sink", "postfix", "dovecot", "mailwright")
+SERVERS = ("sink", "postfix", "postfix-dkim", "dovecot", "mailwright")
 
 
 def log(msg: str) -> None:
@@ -115,7 +116,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         type=_only,
         default=list(SERVERS),
         help="comma list of servers: mailwright, postfix, sink (SMTP, outbound), "
-        "dovecot (POP3, IMAP); default: all",
+        "postfix-dkim (outbound: Postfix signing through OpenDKIM), dovecot (POP3, IMAP); "
+        "default: all",
     )
     p.add_argument("--mailwright", default=str(REPO / ".venv" / "bin" / "mailwright"))
     p.add_argument(
@@ -360,16 +362,19 @@ def preflight_outbound(args: argparse.Namespace) -> tuple[list[str], dict[str, s
     auth = args.postfix_auth
     if not os.access(SMTP_SINK, os.X_OK):
         return [], {"all": f"{SMTP_SINK} (the remote MX) not found: apt-get install postfix"}, auth
-    if "postfix" in servers:
+    for name in ("postfix", "postfix-dkim"):
+        if name not in servers:
+            continue
         if not os.access(POSTFIX, os.X_OK):
-            skipped["postfix"] = "not installed (apt-get install postfix)"
+            skipped[name] = "not installed (apt-get install postfix)"
         elif os.geteuid() != 0:
-            skipped["postfix"] = "a private Postfix instance must be started as root"
-        elif auth == "dovecot" and not os.access(DOVECOT, os.X_OK):
-            log(
-                "Postfix: no Dovecot for SASL (apt-get install dovecot-core); it relays without AUTH"
-            )
-            auth = "none"
+            skipped[name] = "a private Postfix instance must be started as root"
+        elif name == "postfix-dkim" and not os.access(outbound.OPENDKIM, os.X_OK):
+            skipped[name] = "OpenDKIM not installed (apt-get install opendkim opendkim-tools)"
+    postfix = {"postfix", "postfix-dkim"} & set(servers) - set(skipped)
+    if postfix and auth == "dovecot" and not os.access(DOVECOT, os.X_OK):
+        log("Postfix: no Dovecot for SASL (apt-get install dovecot-core); it relays without AUTH")
+        auth = "none"
     if "mailwright" in servers:
         if not os.access(DNSMASQ, os.X_OK):
             skipped["mailwright"] = "dnsmasq (its DNS) not installed (apt-get install dnsmasq-base)"
@@ -683,6 +688,9 @@ def bench_outbound(
         factories: dict[str, Callable[[], outbound.OutboundServer]] = {
             "sink": lambda: outbound.direct(sink),
             "postfix": lambda: outbound.PostfixRelay(sink.port, auth, PASSWORD, workdir=workdir),
+            "postfix-dkim": lambda: outbound.PostfixRelay(
+                sink.port, auth, PASSWORD, workdir=workdir, dkim=True
+            ),
             "mailwright": lambda: outbound.MailwrightOutbound(
                 args.mailwright, dns_port, sink.port, workdir=workdir
             ),

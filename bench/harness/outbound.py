@@ -52,7 +52,9 @@ CLIENT = Path(__file__).resolve().parent / "submit_client.py"
 REMOTE_DOMAIN = "remote.test"
 MX_HOST = f"mx.{REMOTE_DOMAIN}"
 SENDER = corpus.SENDER  # bench-sender@example.test: a mailwright user, a Dovecot user
-SERVERS = ("sink", "postfix", "mailwright")
+SERVERS = ("sink", "postfix", "postfix-dkim", "mailwright")
+OPENDKIM = "/usr/sbin/opendkim"
+OPENDKIM_GENKEY = "/usr/sbin/opendkim-genkey"
 AUTH_MODES = ("dovecot", "none")
 # smtp-sink as the MX: announces PIPELINING, 8BITMIME, DSN and ENHANCEDSTATUSCODES, but
 # not AUTH (-a), XCLIENT (-C) or XFORWARD (-F), which an ordinary MX does not offer.
@@ -133,11 +135,58 @@ service auth {{
 """
 
 
-class DovecotAuth(ManagedInstance):
+class _Helper(ManagedInstance):
+    """A helper daemon of the Postfix relay, run in the foreground as our own child,
+    its output in ``log/<name>.stderr``."""
+
+    root: Path
+    proc: subprocess.Popen[bytes] | None = None
+    _stderr: Any = None
+    _logs: tuple[str, ...] = ()
+
+    def _spawn(self, argv: list[str], ready: Callable[[], bool], what: str) -> None:
+        self._stderr = open(self.root / "log" / "daemon.stderr", "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=self._stderr, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + 30
+        while not ready():
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError(f"{what}:\n{self.log_tail()}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.terminate()  # a master stops its own children
+                try:
+                    self.proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()  # our own child, by PID
+                    self.proc.wait(timeout=10)
+            self.proc = None
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, lines: int = 30) -> str:
+        text = ""
+        for name in ("daemon.stderr", *self._logs):
+            with contextlib.suppress(OSError):
+                text += (self.root / "log" / name).read_text(errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+
+class DovecotAuth(_Helper):
     """A private Dovecot running nothing but its auth service, for Postfix's
     ``smtpd_sasl_type = dovecot``: one passwd-file user, ``{PLAIN}`` password (no
     hashing, Dovecot's fastest case), a socket only ``postfix`` may use. As shipped
     otherwise: no auth cache."""
+
+    _logs = ("dovecot.log",)
 
     def __init__(self, user: str, password: str, workdir: str | None = None) -> None:
         self.user = user
@@ -145,8 +194,6 @@ class DovecotAuth(ManagedInstance):
         self.root = Path(tempfile.mkdtemp(prefix="mwbench-dovecot-auth-", dir=workdir))
         self.socket = self.root / "auth" / "postfix-auth"
         self.conf = self.root / "etc" / "dovecot.conf"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._stderr: Any = None
 
     def setup(self) -> None:
         os.chmod(self.root, 0o755)
@@ -168,42 +215,73 @@ class DovecotAuth(ManagedInstance):
             raise RuntimeError(f"dovecot -n rejects the auth config:\n{check.stderr}")
 
     def start(self) -> None:
-        self._stderr = open(self.root / "log" / "master.stderr", "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [DOVECOT, "-F", "-c", str(self.conf)],
-            stdin=subprocess.DEVNULL,
-            stdout=self._stderr,
-            stderr=subprocess.STDOUT,
+        self._spawn(
+            [DOVECOT, "-F", "-c", str(self.conf)], self.socket.exists, "dovecot made no auth socket"
         )
-        deadline = time.monotonic() + 30
-        while not self.socket.exists():
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise RuntimeError(f"dovecot made no auth socket:\n{self.log_tail()}")
-            time.sleep(0.05)
 
-    def stop(self) -> None:
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.terminate()  # the master stops its own children
-                try:
-                    self.proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()  # our own child, by PID
-                    self.proc.wait(timeout=10)
-            self.proc = None
-        if self._stderr is not None:
-            self._stderr.close()
-            self._stderr = None
 
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+_OPENDKIM_CONF = """\
+# Private bench instance (DKIM signing milter for Postfix); generated by
+# bench/harness/outbound.py. Signs as mailwright does: relaxed/relaxed, RSA-SHA256 with a
+# 2048-bit key, for the sender's domain; From signed once more (oversigned).
+Syslog no
+Mode s
+Canonicalization relaxed/relaxed
+SignatureAlgorithm rsa-sha256
+Domain {domain}
+Selector bench
+KeyFile {root}/etc/bench.private
+Socket local:{socket}
+UMask 000
+InternalHosts 127.0.0.1
+OversignHeaders From
+"""
 
-    def log_tail(self, lines: int = 30) -> str:
-        text = ""
-        for name in ("master.stderr", "dovecot.log"):
-            with contextlib.suppress(OSError):
-                text += (self.root / "log" / name).read_text(errors="replace")
-        return "\n".join(text.splitlines()[-lines:])
+
+class OpenDkim(_Helper):
+    """OpenDKIM (Debian's opendkim), the usual way to have Postfix sign: a milter on a
+    loopback port, one RSA key for the sender's domain."""
+
+    def __init__(self, domain: str) -> None:
+        self.domain = domain
+        # OpenDKIM refuses a configuration or key file on a path that others may write to
+        # (the sticky /tmp included): its files live under /run, root's alone.
+        self.root = Path(tempfile.mkdtemp(prefix="mwbench-opendkim-", dir="/run"))
+        # A Unix socket: Postfix's milter client does not set TCP_NODELAY, and over TCP
+        # its small writes waited on delayed ACKs (about 90 ms a message).
+        self.socket = self.root / "milter" / "opendkim.sock"
+        self.conf = self.root / "etc" / "opendkim.conf"
+
+    def setup(self) -> None:
+        os.chmod(self.root, 0o755)  # Postfix's smtpd (user postfix) reaches the socket
+        for d in ("etc", "log", "milter"):
+            (self.root / d).mkdir()
+        subprocess.run(
+            [
+                OPENDKIM_GENKEY,
+                "-b",
+                "2048",
+                "-d",
+                self.domain,
+                "-s",
+                "bench",
+                "-D",
+                str(self.root / "etc"),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        self.conf.write_text(
+            _OPENDKIM_CONF.format(root=self.root, domain=self.domain, socket=self.socket)
+        )
+
+    def start(self) -> None:
+        self._spawn(
+            [OPENDKIM, "-f", "-x", str(self.conf)],
+            self.socket.exists,
+            "opendkim made no socket",
+        )
 
 
 _RELAY_MAIN_CF = """\
@@ -258,6 +336,14 @@ smtpd_sender_restrictions = reject_sender_login_mismatch
 smtpd_relay_restrictions = permit_sasl_authenticated, reject_unauth_destination
 smtpd_recipient_restrictions ="""
 
+_MILTER = """\
+# DKIM signing by OpenDKIM; mail is refused for a while if the milter fails.
+smtpd_milters = unix:{socket}
+non_smtpd_milters =
+milter_default_action = tempfail
+milter_protocol = 6
+"""
+
 _RELAY_MYNETWORKS = """\
 # No AUTH: relay for clients in mynetworks (loopback).
 smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
@@ -275,11 +361,20 @@ class PostfixRelay(PostfixInstance):
         auth: str,
         password: str,
         workdir: str | None = None,
+        dkim: bool = False,
     ) -> None:
         super().__init__([], workdir=workdir)
         self.sink_port = sink_port
         self.auth_mode = auth
         self.sasl = DovecotAuth(SENDER, password, workdir) if auth == "dovecot" else None
+        self.dkim = OpenDkim(SENDER.rsplit("@", 1)[1]) if dkim else None
+        if dkim:
+            self.name = "postfix-dkim"  # the row's key in the results and the report
+            self.label = "Postfix + OpenDKIM"
+
+    @property
+    def _helpers(self) -> list[_Helper]:
+        return [h for h in (self.sasl, self.dkim) if h is not None]
 
     def setup(self) -> None:
         root = self.root
@@ -293,6 +388,9 @@ class PostfixRelay(PostfixInstance):
             relay = _RELAY_AUTH.format(socket=self.sasl.socket, root=root)
         else:
             relay = _RELAY_MYNETWORKS
+        if self.dkim is not None:
+            self.dkim.setup()
+            relay += "\n" + _MILTER.format(socket=self.dkim.socket)
         (root / "etc" / "main.cf").write_text(_RELAY_MAIN_CF.format(root=root, relay=relay))
         (root / "etc" / "master.cf").write_text(
             _MASTER_CF.format(port=self.port, smtpd_limit=self.smtpd_limit)
@@ -304,21 +402,21 @@ class PostfixRelay(PostfixInstance):
         self._postfix("check")
 
     def start(self) -> None:
-        if self.sasl is not None:
-            self.sasl.start()
+        for helper in self._helpers:
+            helper.start()
         super().start()
 
     def stop(self) -> None:
         try:
             super().stop()
         finally:
-            if self.sasl is not None:
-                self.sasl.stop()
+            for helper in self._helpers:
+                helper.stop()
 
     def cleanup(self) -> None:
         super().cleanup()
-        if self.sasl is not None:
-            self.sasl.cleanup()
+        for helper in self._helpers:
+            helper.cleanup()
 
     @property
     def submission(self) -> int:
@@ -330,10 +428,7 @@ class PostfixRelay(PostfixInstance):
 
     @property
     def roots(self) -> list[int]:
-        pids = [self.root_pid]
-        if self.sasl is not None and self.sasl.proc is not None:
-            pids.append(self.sasl.proc.pid)
-        return pids
+        return [self.root_pid, *(h.proc.pid for h in self._helpers if h.proc is not None)]
 
     def pending(self) -> int:
         """Queue files not yet delivered (all of Postfix's queues but ``bounce`` & co.)."""
@@ -344,12 +439,12 @@ class PostfixRelay(PostfixInstance):
         return total
 
     def alive(self) -> bool:
-        return super().alive() and (self.sasl is None or self.sasl.alive())
+        return super().alive() and all(h.alive() for h in self._helpers)
 
     def log_tail(self, lines: int = 30) -> str:
         tail = super().log_tail(lines)
-        if self.sasl is not None:
-            tail += "\n" + self.sasl.log_tail(lines // 3)
+        for helper in self._helpers:
+            tail += "\n" + helper.log_tail(lines // 3)
         return tail
 
     def describe(self) -> dict[str, object]:
@@ -358,6 +453,8 @@ class PostfixRelay(PostfixInstance):
         out["transport"] = (self.root / "etc" / "transport").read_text()
         if self.sasl is not None:
             out["dovecot_auth_config"] = self.sasl.conf.read_text()
+        if self.dkim is not None:
+            out["opendkim_config"] = self.dkim.conf.read_text()
         return out
 
 
