@@ -107,3 +107,32 @@ def test_errors_of_a_quick_read_are_the_stores_own(tmp_path: Path) -> None:
             await store.read_message(12345)
 
     with_store(tmp_path, go)
+
+
+def test_expunged_since_reads_the_recent_expunges_not_the_whole_history(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every IMAP command's sync asks which UIDs went since the session's MODSEQ: with a
+    # long expunge history it must find the few new ones by the MODSEQ index, within the
+    # quick read's budget, not walk the history (which would send it to a thread).
+    history = 20 * QUICK_STEPS * QUICK_TICKS // 10  # far more rows than the budget reads
+    to_thread: list[int] = []
+
+    async def go(store: SqliteStore) -> list[int]:
+        await store.add_domain("example.test")
+        acct = await store.add_account("alice@example.test", "hash")
+        box = await store.get_mailbox(acct.id, "INBOX")
+
+        def fill(c: sqlite3.Connection) -> None:
+            c.executemany(
+                "INSERT INTO expunged(mailbox_id, uid, modseq) VALUES (?, ?, ?)",
+                [(box.id, uid, uid) for uid in range(1, history + 3)],
+            )
+
+        await store._writer.run(fill)
+        real = store._readers._call
+        monkeypatch.setattr(store._readers, "_call", lambda job: to_thread.append(1) or real(job))
+        return await store.expunged_since(box.id, history)
+
+    assert with_store(tmp_path, go) == [history + 1, history + 2]
+    assert to_thread == []

@@ -999,8 +999,11 @@ class SqliteStore(SqliteQueue, SqliteApi, SqliteWebhooks):
 
     async def expunged_since(self, mailbox_id: int, modseq: int) -> list[int]:
         def job(c: sqlite3.Connection) -> list[int]:
+            # By the MODSEQ index, as changed_since: the primary key's order (UID) would
+            # walk the mailbox's whole expunge history.
             rows = c.execute(
-                "SELECT uid FROM expunged WHERE mailbox_id=? AND modseq>? ORDER BY uid",
+                "SELECT uid FROM expunged INDEXED BY expunged_modseq"
+                " WHERE mailbox_id=? AND modseq>? ORDER BY uid",
                 (mailbox_id, modseq),
             )
             return [u for (u,) in rows]
