@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from harness import procstat
+from harness.instance import end_child
 
 DNSMASQ = "/usr/sbin/dnsmasq"
 START_TIMEOUT = 10.0
@@ -162,12 +163,7 @@ class DnsmasqInstance:
         for pid in procstat.tree(proc.pid)[1:]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()  # our own child, by PID
-            proc.wait(timeout=10)
+        end_child(proc, 10)
 
     def __exit__(self, *exc: object) -> None:
         self._terminate()

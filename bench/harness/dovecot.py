@@ -20,14 +20,13 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
-import signal
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 from harness import net
-from harness.instance import ManagedInstance
+from harness.instance import ManagedInstance, end_child
 
 DOVECOT = "/usr/sbin/dovecot"
 DOVEADM = "/usr/bin/doveadm"
@@ -290,13 +289,7 @@ class DovecotInstance(ManagedInstance):
 
     def stop(self) -> None:
         if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)  # master stops its own children
-                try:
-                    self.proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()  # our own child, by PID
-                    self.proc.wait(timeout=10)
+            end_child(self.proc, 30)
             self.proc = None
             time.sleep(0.2)  # children notice the master's exit and leave base_dir
         if self._stderr is not None:

@@ -3,8 +3,23 @@
 from __future__ import annotations
 
 import shutil
+import signal
+import subprocess
 from pathlib import Path
 from typing import Self
+
+
+def end_child(proc: subprocess.Popen[bytes], timeout: float, sig: int = signal.SIGTERM) -> None:
+    """Ask a child of ours to stop (``sig``; a master stops its own children), and kill
+    it, by its PID, if it has not within ``timeout`` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
 
 
 class ManagedInstance:

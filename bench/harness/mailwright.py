@@ -14,7 +14,6 @@ without TLS is allowed from loopback by default) and ``extra_env`` any further
 from __future__ import annotations
 
 import os
-import signal
 import smtplib
 import sqlite3
 import subprocess
@@ -25,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from harness import net
-from harness.instance import ManagedInstance
+from harness.instance import ManagedInstance, end_child
 
 PASSWORD = "bench-password-1234"
 SEED_SENDER = "bench-sender@example.test"
@@ -206,13 +205,7 @@ class MailwrightInstance(ManagedInstance):
             self._db.close()
             self._db = None
         if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(timeout=45)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()  # our own child, by PID
-                    self.proc.wait(timeout=10)
+            end_child(self.proc, 45)
             self.proc = None
         if self._log is not None:
             self._log.close()

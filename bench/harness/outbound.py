@@ -43,7 +43,7 @@ from typing import Any, Protocol
 
 from harness import corpus, dovecot, procstat
 from harness.dovecot import DOVECOT
-from harness.instance import ManagedInstance
+from harness.instance import ManagedInstance, end_child
 from harness.mailwright import MailwrightInstance
 from harness.postfix import _MASTER_CF, PostfixInstance
 from harness.sink import SinkInstance
@@ -157,13 +157,7 @@ class _Helper(ManagedInstance):
 
     def stop(self) -> None:
         if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.terminate()  # a master stops its own children
-                try:
-                    self.proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()  # our own child, by PID
-                    self.proc.wait(timeout=10)
+            end_child(self.proc, 30)
             self.proc = None
         if self._stderr is not None:
             self._stderr.close()

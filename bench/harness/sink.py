@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness import net
+from harness.instance import end_child
 
 SMTP_SINK = "/usr/sbin/smtp-sink"
 # What "smtp-sink -c" prints after each message, session end or QUIT (CR-separated).
@@ -67,13 +68,7 @@ class SinkInstance:
 
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.terminate()
-                try:
-                    self.proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()  # our own child, by PID
-                    self.proc.wait(timeout=10)
+            end_child(self.proc, 10)
             self.proc = None
         if self._reader is not None:
             self._reader.join(timeout=10)  # ends at EOF: the sink has exited
