@@ -308,6 +308,7 @@ class Readers:
         except sqlite3.OperationalError as exc:
             if local.interrupted or (exc.sqlite_errorcode & 0xFF) in _BUSY:
                 if conn.in_transaction:
+                    local.ticks = 0  # a fresh budget, or the handler stops the ROLLBACK too
                     conn.execute("ROLLBACK")
                 return False, None
             raise translate(exc) from exc
