@@ -137,7 +137,7 @@ service auth {{
 
 class _Helper(ManagedInstance):
     """A helper daemon of the Postfix relay, run in the foreground as our own child,
-    its output in ``log/<name>.stderr``."""
+    its output in ``log/daemon.stderr``."""
 
     root: Path
     proc: subprocess.Popen[bytes] | None = None
@@ -234,7 +234,7 @@ OversignHeaders From
 
 class OpenDkim(_Helper):
     """OpenDKIM (Debian's opendkim), the usual way to have Postfix sign: a milter on a
-    loopback port, one RSA key for the sender's domain."""
+    Unix socket, one RSA key for the sender's domain."""
 
     def __init__(self, domain: str) -> None:
         self.domain = domain
