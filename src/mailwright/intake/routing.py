@@ -6,8 +6,9 @@ Alias targets are resolved again (aliases of aliases), at most ``_MAX_DEPTH`` de
 each account receives one copy however many paths lead to it.
 
 Lookups are cached for ``cache_ttl`` seconds (a busy server sees the same recipients
-over and over; each store lookup is a hop to a reader thread). A user added or removed
-with the CLI is therefore seen by a running server within that time.
+over and over; each store lookup is a query or two, and a round trip for a store across
+the network). A user added or removed with the CLI is therefore seen by a running server
+within that time.
 """
 
 from __future__ import annotations
