@@ -9,7 +9,7 @@ import re
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mailwright.message.dkim import (
@@ -345,3 +345,37 @@ def test_message_hasher_splits_header_and_body_in_pieces() -> None:
     h.update(b"From: a@example.test")
     h.close()
     assert h.header == b"From: a@example.test\r\n"  # all header, no CRLF at the end
+
+
+# -- the header hash: dkimpy verifies whatever header section was signed --------------------
+
+_NAMES = st.sampled_from(
+    [b"From", b"from", b"TO", b"Cc", b"Subject", b"Date", b"Message-ID", b"X-Other", b"Received"]
+)
+_VALUE_WORDS = st.lists(
+    st.sampled_from([b"a", b"B c", b" ", b"\t", b"  \t ", b"\r\n ", b"\r\n\t", b"x;y=z", b":"]),
+    max_size=12,
+)
+_FIELDS = st.lists(st.tuples(_NAMES, _VALUE_WORDS), min_size=1, max_size=10)
+
+
+@settings(max_examples=50)  # each example makes and checks four signatures
+@given(fields=_FIELDS, mbox=st.booleans())
+def test_any_header_section_signed_verifies_with_dkimpy(
+    rsa_key: DkimKey, ed_key: DkimKey, fields: list[tuple[bytes, list[bytes]]], mbox: bool
+) -> None:
+    header = b"From: alice@example.test\r\n" + b"".join(
+        name + b":" + b"".join(words).lstrip(b"\r\n") + b"\r\n" for name, words in fields
+    )
+    message = (b"From alice Tue Nov 14 22:13:20 2023\r\n" if mbox else b"") + header + b"\r\nhi\r\n"
+    signed = sign(message, [rsa_key, ed_key], timestamp=T)
+    assert all(len(line) <= 78 for line in signed.split(b"\r\n"))
+    assert verify(signed + message, zone(rsa_key, ed_key).get)
+    # A signed field changed (its words, not its whitespace) fails.
+    changed = message.replace(b"alice@example.test", b"mallory@example.test", 1)
+    assert not verify(signed + changed, zone(rsa_key, ed_key).get)
+
+
+def test_a_header_section_starting_with_a_folded_line_is_not_signed(rsa_key: DkimKey) -> None:
+    with pytest.raises(DkimError, match="folded"):
+        sign(b" folded\r\nFrom: a@example.test\r\n\r\nbody\r\n", [rsa_key])
