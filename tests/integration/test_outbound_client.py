@@ -406,6 +406,7 @@ class Script:
     auth_mechanisms: str = "PLAIN LOGIN"
     drop_in_data: bool = False  # close the connection in the middle of the message
     ehlo_reply: bytes | None = None  # instead of the usual EHLO reply
+    data_always: bool = False  # 354 to DATA even with no recipient accepted (broken)
 
 
 class ScriptedServer:
@@ -512,7 +513,7 @@ class ScriptedServer:
                     accepted += answer.startswith(b"2")
                     await reply(answer, verb)
                 elif verb == "DATA":
-                    if not accepted:
+                    if not accepted and not s.data_always:
                         await reply(b"554 5.5.1 No valid recipients\r\n", verb)
                         continue
                     await reply(b"354 go ahead\r\n", verb)
@@ -628,16 +629,63 @@ def test_data_reply_applies_to_all_accepted_recipients() -> None:
     assert delivery.results[1].reply.status == "5.1.1"
 
 
-def test_no_recipient_accepted_sends_no_data() -> None:
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_no_recipient_accepted_sends_no_content(pipelining: bool) -> None:
     box: list[ScriptedServer] = []
 
     async def body(server: ScriptedServer) -> Delivery:
         box.append(server)
         return await deliver(server.dest(), settings(), envelope("no@r.test"), MESSAGE)
 
-    delivery = scripted(Script(rcpt={"no@r.test": b"550 5.1.1 unknown\r\n"}), body)
+    extensions = ["PIPELINING"] if pipelining else []
+    script = Script(extensions=extensions, rcpt={"no@r.test": b"550 5.1.1 unknown\r\n"})
+    delivery = scripted(script, body)
     assert outcomes(delivery) == [Outcome.FAILED]
-    assert not any(c.startswith("DATA") for c in box[0].sessions[0].commands)
+    assert delivery.results[0].reply.status == "5.1.1"
+    (session,) = box[0].sessions
+    # Pipelined, DATA ends the group (RFC 2920 §3.1) and the server refuses it; one at
+    # a time, DATA is not sent at all. Either way no content goes.
+    assert any(c.startswith("DATA") for c in session.commands) is pipelining
+    assert session.messages == []
+
+
+def test_pipelined_data_goes_with_mail_and_rcpt() -> None:
+    box: list[ScriptedServer] = []
+
+    async def body(server: ScriptedServer) -> Delivery:
+        box.append(server)
+        return await deliver(server.dest(), settings(), envelope("a@r.test", "b@r.test"), MESSAGE)
+
+    delivery = scripted(Script(), body)
+    assert outcomes(delivery) == [Outcome.DELIVERED] * 2
+    (session,) = box[0].sessions
+    (group,) = [c for c in session.chunks if b"MAIL FROM" in c]
+    assert group.endswith(b"DATA\r\n") and group.count(b"RCPT TO") == 2
+    assert session.messages == [MESSAGE]
+
+
+def test_354_without_recipients_gets_an_empty_end_and_the_session_goes_on() -> None:
+    box: list[ScriptedServer] = []
+
+    async def body(server: ScriptedServer) -> list[Delivery]:
+        box.append(server)
+        conn = await Connection.open(server.dest(), settings())
+        try:
+            refused = await conn.send(envelope("no@r.test"), MESSAGE)
+            assert conn.usable
+            return [refused, await conn.send(envelope("a@r.test"), MESSAGE)]
+        finally:
+            await conn.quit()
+
+    script = Script(rcpt={"no@r.test": b"550 5.1.1 unknown\r\n"}, data_always=True)
+    refused, delivered = scripted(script, body)
+    assert outcomes(refused) == [Outcome.FAILED] and refused.results[0].reply.status == "5.1.1"
+    assert outcomes(delivered) == [Outcome.DELIVERED]
+    (session,) = box[0].sessions
+    # The "." ended the first transaction: no RSET is needed before the next MAIL.
+    verbs = [c.split()[0] for c in session.commands if c]
+    assert verbs == ["EHLO", "MAIL", "RCPT", "DATA", "MAIL", "RCPT", "DATA", "QUIT"]
+    assert session.messages[-1] == MESSAGE and MESSAGE not in session.messages[:-1]
 
 
 def test_size_over_the_servers_limit_fails_without_sending() -> None:
@@ -862,25 +910,42 @@ def test_connection_lost_in_the_middle_of_data_defers() -> None:
     assert r.outcome is Outcome.DEFERRED and r.stage == "content" and r.reply.status == "4.4.2"
 
 
-def test_reuse_sends_rset_between_messages() -> None:
+def test_reuse_sends_rset_only_after_an_unfinished_transaction() -> None:
     box: list[ScriptedServer] = []
 
     async def body(server: ScriptedServer) -> list[Delivery]:
         box.append(server)
         conn = await Connection.open(server.dest(), settings())
         try:
-            first = await conn.send(envelope("a@r.test"), MESSAGE)
-            second = await conn.send(envelope("b@r.test", "c@r.test"), MESSAGE)
-            return [first, second]
+            return [
+                await conn.send(envelope("a@r.test"), MESSAGE),
+                await conn.send(envelope("b@r.test", "c@r.test"), MESSAGE),
+                await conn.send(envelope("no@r.test"), MESSAGE),  # MAIL accepted, then nothing
+                await conn.send(envelope("d@r.test"), MESSAGE),
+            ]
         finally:
             await conn.quit()
 
-    deliveries = scripted(Script(), body)
-    assert [outcomes(d) for d in deliveries] == [[Outcome.DELIVERED], [Outcome.DELIVERED] * 2]
+    deliveries = scripted(Script(rcpt={"no@r.test": b"550 5.1.1 unknown\r\n"}), body)
+    assert [outcomes(d) for d in deliveries] == [
+        [Outcome.DELIVERED],
+        [Outcome.DELIVERED] * 2,
+        [Outcome.FAILED],
+        [Outcome.DELIVERED],
+    ]
     (session,) = box[0].sessions
     verbs = [c.split()[0] for c in session.commands]
-    assert verbs == ["EHLO", "MAIL", "RCPT", "DATA", "RSET", "MAIL", "RCPT", "RCPT", "DATA", "QUIT"]
-    assert session.messages == [MESSAGE, MESSAGE]
+    # A transaction ends with the reply to its data (RFC 5321 §4.1.1.4); only the one
+    # refused at DATA is still open on the server and needs RSET (§4.1.1.5).
+    assert verbs == [
+        "EHLO",
+        *("MAIL", "RCPT", "DATA"),
+        *("MAIL", "RCPT", "RCPT", "DATA"),
+        *("MAIL", "RCPT", "DATA"),
+        *("RSET", "MAIL", "RCPT", "DATA"),
+        "QUIT",
+    ]
+    assert session.messages == [MESSAGE] * 3
 
 
 # -- smarthost: AUTH over TLS ---------------------------------------------------------------

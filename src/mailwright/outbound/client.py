@@ -405,7 +405,9 @@ class Connection:
         self.esmtp = False
         self.tls: str | None = None
         self.tls_fallback = False
-        self._transactions = 0
+        # A transaction the server holds open (MAIL accepted, no end-of-data reply yet):
+        # the next MAIL must be preceded by RSET (RFC 5321 §4.1.1.5).
+        self._in_transaction = False
         self._broken = False
 
     # -- opening ---------------------------------------------------------------------------
@@ -752,9 +754,9 @@ class Connection:
         if dsn and envelope.envid:
             mail_args.append(f"ENVID={xtext_encode(envelope.envid)}")
         batch: list[tuple[Stage, bytes, float]] = []
-        if self._transactions:
-            batch.append(("mail", command("RSET"), t.command))  # RFC 5321 §4.1.1.5
-        self._transactions += 1
+        if self._in_transaction:
+            batch.append(("mail", command("RSET"), t.command))
+        rset = self._in_transaction
         batch.append(("mail", command("MAIL", *mail_args, utf8=needs_utf8), t.mail))
         for i in to_send:
             r = envelope.recipients[i]
@@ -764,18 +766,29 @@ class Connection:
             if dsn and r.orcpt:
                 args.append(f"ORCPT={_orcpt(r.orcpt)}")
             batch.append(("rcpt", command("RCPT", *args, utf8=needs_utf8), t.rcpt))
+        # RFC 2920 §3.1: DATA may end the group; the server answers it 503/554 when no
+        # recipient was accepted. One round trip fewer per message.
+        pipelined = "PIPELINING" in ext
+        if pipelined:
+            batch.append(("data", command("DATA"), t.data_init))
 
-        replies = await self._exchange(batch, pipelined="PIPELINING" in ext)
-        if self._transactions > 1:
-            rset = replies.pop(0)
-            if rset is None or rset.code != 250:
-                raise SessionError(rset or self._no_reply("RSET"), "mail", remote=rset is not None)
+        replies = await self._exchange(batch, pipelined=pipelined)
+        data: Reply | None = replies.pop() if pipelined else None
+        if rset:
+            reset = replies.pop(0)
+            if reset is None or reset.code != 250:
+                raise SessionError(
+                    reset or self._no_reply("RSET"), "mail", remote=reset is not None
+                )
+            self._in_transaction = False
         mail = replies[0]
         if mail is None or mail.code != 250:
             reply = mail or self._no_reply("MAIL")
             self._fill(envelope, results, reply, "mail", mail is not None, _outcome(reply), to_send)
             self._after_reply(reply)
+            await self._refuse_data(data)
             return
+        self._in_transaction = True
         accepted: list[int] = []
         for i, rcpt in zip(to_send, replies[1:], strict=True):
             if rcpt is not None and rcpt.is_positive and rcpt.code < 300:
@@ -785,28 +798,49 @@ class Connection:
             self._fill(envelope, results, reply, "rcpt", rcpt is not None, _outcome(reply), [i])
             self._after_reply(reply)
         if not accepted:
+            await self._refuse_data(data)
             return
 
         self._stage = "data"
-        self._wire.write(command("DATA"))
-        reply = await self._wire.read_reply(t.data_init)
-        if reply.code != 354:
-            self._fill(envelope, results, reply, "data", True, _outcome(reply), accepted)
+        if not pipelined:
+            self._wire.write(command("DATA"))
+            data = await self._wire.read_reply(t.data_init)
+        if data is None or data.code != 354:
+            reply = data or self._no_reply("DATA")
+            self._fill(
+                envelope, results, reply, "data", data is not None, _outcome(reply), accepted
+            )
             self._after_reply(reply)
             return
         self._stage = "content"
         encoder = DataEncoder()
-        async for chunk in _chunks(source):
-            data = encoder.feed(chunk)
-            if data:
-                self._wire.write(data)
-                await self._wire.drain(t.data_block)
-        self._wire.write(encoder.finish())
+        if _in_memory(source):
+            # A message in memory goes in one write: no drain between its pieces.
+            self._wire.write(b"".join([*map(encoder.feed, _pieces(source)), encoder.finish()]))
+        else:
+            async for chunk in _chunks(source):
+                piece = encoder.feed(chunk)
+                if piece:
+                    self._wire.write(piece)
+                    await self._wire.drain(t.data_block)
+            self._wire.write(encoder.finish())
         await self._wire.drain(t.data_block)
         # The at-least-once window: from here until the reply, a lost connection means
         # the server may have the message and we will send it again.
         reply = await self._wire.read_reply(t.data_done)
+        self._in_transaction = False  # the end-of-data reply ends the transaction, whatever it is
         self._fill(envelope, results, reply, "content", True, _outcome(reply), accepted)
+        self._after_reply(reply)
+
+    async def _refuse_data(self, data: Reply | None) -> None:
+        """After a pipelined DATA with nothing to send: a server that said 354 anyway gets
+        an empty message's end, "." (RFC 2920 §3.1), and its reply is ignored."""
+        if data is None or data.code != 354:
+            return
+        self._stage = "content"
+        self._wire.write(b".\r\n")
+        reply = await self._wire.read_reply(self.settings.timeouts.data_done)
+        self._in_transaction = False
         self._after_reply(reply)
 
     async def _exchange(
@@ -1008,6 +1042,13 @@ def _size(content: MessageSource) -> int:
     if isinstance(content, bytes):
         return len(content)
     return os.stat(content).st_size
+
+
+def _pieces(content: MessageSource) -> list[bytes]:
+    """An in-memory message's bytes (``_in_memory``), its prefix first."""
+    if isinstance(content, Prefixed):
+        return [content.prefix, cast(bytes, content.body)]
+    return [cast(bytes, content)]
 
 
 async def _chunks(content: MessageSource) -> AsyncIterator[bytes]:
