@@ -18,6 +18,7 @@ from mailwright.store.errors import (
 )
 from tests.contract.conftest import Backend
 from tests.contract.helpers import (
+    RECEIVED_AT,
     Peer,
     account,
     append,
@@ -462,6 +463,33 @@ async def test_claim_recent(store: Store) -> None:
     assert await store.mailboxes.claim_recent_range(box) == (5, 5)
     with pytest.raises(NotFound):
         await store.mailboxes.claim_recent(999_999)
+
+
+async def test_append_claims_recent_and_stores_structure_with_the_message(store: Store) -> None:
+    # A session appending to the mailbox it has selected claims \Recent in the same
+    # transaction; what others delivered before is in its range too (it sees them first).
+    alice = await account(store, "alice@example.test")
+    box = await inbox_id(store, alice)
+    for i in range(2):
+        await deliver(store, message(i), [alice])
+    blob = store.messages.new_blob()
+    blob.write(message(2))
+    got = await store.messages.append(
+        alice.id, box, blob, frozenset(), RECEIVED_AT, structure=b"parsed", claim_recent=True
+    )
+    assert (got.uid, got.recent) == (3, (1, 4))
+    assert await store.mailboxes.claim_recent_range(box) == (4, 4)  # nothing left
+    info = await store.mailboxes.get_mailbox_by_id(box)
+    assert (info.recent, info.recent_uid) == (0, 4)
+    by_uid = {p.uid: p for p in await store.messages.list_placements(box)}
+    assert await store.messages.read_structure(by_uid[3].message_id) == b"parsed"
+    # Without the options: nothing claimed, no structure.
+    plain = await append(store, alice, message(3))
+    assert plain.recent == (0, 0)
+    by_uid = {p.uid: p for p in await store.messages.list_placements(box)}
+    assert await store.messages.read_structure(by_uid[plain.uid].message_id) is None
+    assert await store.mailboxes.claim_recent_range(box) == (4, 5)
+    await check_counters(store, alice)
 
 
 async def test_concurrent_claims_share_nothing(store: Store) -> None:

@@ -211,6 +211,9 @@ class Delivered:
     mailbox: str
     uid: int
     modseq: int
+    # ``append(claim_recent=True)``: the \\Recent range claimed with it, as
+    # ``claim_recent_range(mailbox, uid + 1)`` answers.
+    recent: tuple[int, int] = (0, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -581,11 +584,18 @@ class Messages(Protocol):
         blob: BlobWriter,
         flags: frozenset[str],
         internal_date: int,
+        *,
+        structure: bytes | None = None,
+        claim_recent: bool = False,
     ) -> Delivered:
         """RFC 9051 §6.3.12: one new message in one mailbox of ``account_id`` with
         ``flags`` (normalised as ``normalize_flags`` does) and ``internal_date`` (Unix
         seconds). Durable when it returns (as ``deliver``); ``QuotaExceeded`` if it does
-        not fit, ``NotFound`` if the mailbox is not the account's. Publishes "append"."""
+        not fit, ``NotFound`` if the mailbox is not the account's. Publishes "append".
+
+        In the same transaction: ``structure`` is stored as ``save_structure`` would, and
+        with ``claim_recent`` (a session appending to the mailbox it has selected) the
+        \\Recent range up to the new message is claimed (``Delivered.recent``)."""
         ...
 
     async def copy(

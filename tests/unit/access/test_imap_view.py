@@ -127,3 +127,23 @@ def test_keywords_keep_the_mailboxs_spelling() -> None:
         "new",
         "Project",
     }
+
+
+def test_recent_claimed_ahead_is_marked_when_its_messages_are_read() -> None:
+    # The session's own APPEND claimed UIDs 3..4 with the message; another session then
+    # claimed 5. The next read brings all three; only 3 and 4 are recent here.
+    v = view(1, 2)
+    v.claimed_ahead((3, 5))
+    v.claimed_ahead((6, 6))  # an empty claim is nothing
+    updates = v.apply(
+        [placement(3, 6), placement(4, 6), placement(5, 7)],
+        [],
+        expunge_allowed=True,
+        qresync=False,
+        recent=(5, 5),
+    )
+    assert updates == [Exists(5), Recent(2)] and v.recent == {3, 4}
+    # Marked once: a later read does not mark them again after an expunge.
+    assert v.apply([], [3], expunge_allowed=True, qresync=False) == [Expunge(3)]
+    assert v.apply([placement(6, 8)], [], expunge_allowed=True, qresync=False) == [Exists(5)]
+    assert v.recent == {4}

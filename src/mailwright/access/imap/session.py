@@ -41,6 +41,7 @@ from mailwright.access.imap.view import (
 )
 from mailwright.config import ImapConfig
 from mailwright.core.log import event as log_event
+from mailwright.message.structure import analyze
 from mailwright.policy.auth import Authenticator, plaintext_allowed
 from mailwright.policy.sasl import Outcome, SaslExchange
 from mailwright.proto.imap import command as c
@@ -309,7 +310,7 @@ class ImapSession:
                 return await self._literal(event)
             case ev.AppendData(chunk):
                 if self._append is not None:
-                    self._append.blob.write(chunk)
+                    self._append.write(chunk)
                 return b""
             case ev.AppendEnd():
                 return await self._append_end(event)
@@ -1293,12 +1294,26 @@ class ImapSession:
             return machine.send(r.tagged(cmd.tag, "NO", "Mailbox does not exist", r.TRYCREATE))
         when = cmd.internal_date or datetime.now(UTC)
         flags = self._flags_in(cmd.flags, box.id)
+        # Into the selected mailbox (read-write), the new message is \Recent here: this
+        # session sees it first (RFC 3501 §6.3.11). The claim and the parsed structure
+        # are written with the message, not as writes of their own afterwards.
+        view = self.view if self.view is not None and self.view.mailbox_id == box.id else None
+        claim = view is not None and not view.read_only
+        structure = None if pending.copy is None else analyze(bytes(pending.copy)).to_bytes()
         try:
             delivered = await self.messages.append(
-                self._account_id, box.id, pending.blob, flags, int(when.timestamp())
+                self._account_id,
+                box.id,
+                pending.blob,
+                flags,
+                int(when.timestamp()),
+                structure=structure,
+                claim_recent=claim,
             )
         except QuotaExceeded:
             return machine.send(r.tagged(cmd.tag, "NO", "Over quota", r.OVERQUOTA))
+        if view is not None and claim:
+            view.claimed_ahead(delivered.recent)
         self.appended += 1
         self._touched(box.id)
         code = r.APPENDUID(box.uidvalidity, delivered.uid)
@@ -1333,12 +1348,28 @@ class ImapSession:
         return self.machine.send(*responses, r.tagged(tag, "OK", "GETQUOTAROOT completed"))
 
 
+# An APPEND up to this size is parsed as it completes and its structure stored with it
+# (a write fewer than parsing at its first FETCH); larger ones are parsed then.
+_PARSE_AT_APPEND = 64 * 1024
+
+
 class _Append:
-    __slots__ = ("blob", "cmd")
+    """An APPEND on its way: its bytes go to ``blob``; a message of at most
+    ``_PARSE_AT_APPEND`` octets is also kept, to be parsed once at the end."""
+
+    __slots__ = ("blob", "cmd", "copy")
 
     def __init__(self, cmd: c.Append, blob: BlobWriter) -> None:
         self.cmd = cmd
         self.blob = blob
+        self.copy: bytearray | None = bytearray()
+
+    def write(self, chunk: bytes) -> None:
+        self.blob.write(chunk)
+        if self.copy is not None:
+            self.copy += chunk
+            if len(self.copy) > _PARSE_AT_APPEND:
+                self.copy = None  # parsed at its first FETCH instead
 
 
 def _bisect(uids: list[int], uid: int) -> int:

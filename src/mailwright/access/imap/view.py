@@ -94,6 +94,9 @@ class MailboxView:
                 self._learn(p.flags)
         self.expunged: set[int] = set()  # gone from the store, not yet told
         self.dirty = False  # the change feed says the mailbox changed since the last sync
+        # \Recent ranges this session claimed before reading their messages (its own
+        # APPEND): marked at the next read, which sees every message in them.
+        self._claimed_ahead: list[tuple[int, int]] = []
         self.mark_recent(recent)
         self._told_recent = len(self.recent)
 
@@ -139,6 +142,12 @@ class MailboxView:
         first, end = recent
         lo, hi = bisect.bisect_left(self.uids, first), bisect.bisect_left(self.uids, end)
         self.recent.update(self.uids[lo:hi])
+
+    def claimed_ahead(self, recent: tuple[int, int]) -> None:
+        """``recent`` (first, end) was claimed for this session with messages it has not
+        read yet; their UIDs are \\Recent here once the next ``sync`` brings them."""
+        if recent[0] < recent[1]:
+            self._claimed_ahead.append(recent)
 
     async def sync(
         self, messages: Messages, *, expunge_allowed: bool, qresync: bool
@@ -193,6 +202,9 @@ class MailboxView:
             if uid in self.messages:
                 self.expunged.add(uid)
         self.mark_recent(recent)
+        for ahead in self._claimed_ahead:
+            self.mark_recent(ahead)
+        self._claimed_ahead.clear()
         if len(self.uids) != before:
             updates.append(Exists(len(self.uids)))
         if len(self.recent) != self._told_recent:

@@ -100,6 +100,35 @@ def _uidvalidity(c: sqlite3.Connection) -> int:
     return int(value)
 
 
+def _peek_recent(c: sqlite3.Connection, mailbox_id: int, below: int | None) -> tuple[int, int]:
+    """The UIDs not yet claimed as \\Recent, first <= uid < end (end at most ``below``)."""
+    row = c.execute(
+        "SELECT recent_uid, uidnext FROM mailboxes WHERE id=?", (mailbox_id,)
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no mailbox {mailbox_id}")
+    first, end = int(row[0]), int(row[1])
+    if below is not None:
+        end = min(end, below)
+    return first, max(first, end)
+
+
+def _claim_recent(c: sqlite3.Connection, mailbox_id: int, below: int | None) -> tuple[int, int]:
+    """Claim what ``_peek_recent`` sees, inside a write transaction (BEGIN IMMEDIATE): a
+    claim by another session or process in between is seen, so no UID is claimed twice."""
+    first, end = _peek_recent(c, mailbox_id, below)
+    if first < end:
+        (claimed,) = c.execute(
+            "SELECT COUNT(*) FROM placements WHERE mailbox_id=? AND uid>=? AND uid<?",
+            (mailbox_id, first, end),
+        ).fetchone()
+        c.execute(
+            "UPDATE mailboxes SET recent_uid=?, recent_count=recent_count-? WHERE id=?",
+            (end, claimed, mailbox_id),
+        )
+    return first, end
+
+
 def _next_id(c: sqlite3.Connection, counter: str) -> int:
     (value,) = c.execute(
         "UPDATE counters SET value=value + 1 WHERE name=? RETURNING value", (counter,)
@@ -598,37 +627,14 @@ class SqliteStore(SqliteQueue, SqliteApi, SqliteWebhooks):
     async def claim_recent_range(
         self, mailbox_id: int, below: int | None = None
     ) -> tuple[int, int]:
-        def peek(c: sqlite3.Connection) -> tuple[int, int]:
-            row = c.execute(
-                "SELECT recent_uid, uidnext FROM mailboxes WHERE id=?", (mailbox_id,)
-            ).fetchone()
-            if row is None:
-                raise NotFound(f"no mailbox {mailbox_id}")
-            first, end = int(row[0]), int(row[1])
-            if below is not None:
-                end = min(end, below)
-            return first, max(first, end)
-
-        first, end = await self._readers.run(peek)
+        first, end = await self._readers.run(lambda c: _peek_recent(c, mailbox_id, below))
         if first >= end:
             # Nothing to claim, so no write. A message delivered since the read has a UID
             # >= end: not ours, and still there for the next claim.
             return end, end
 
         def claim(c: sqlite3.Connection) -> tuple[int, int]:
-            # Read again inside the write transaction (BEGIN IMMEDIATE): a claim by
-            # another session or process in between is seen, so no UID is claimed twice.
-            first, end = peek(c)
-            if first < end:
-                (claimed,) = c.execute(
-                    "SELECT COUNT(*) FROM placements WHERE mailbox_id=? AND uid>=? AND uid<?",
-                    (mailbox_id, first, end),
-                ).fetchone()
-                c.execute(
-                    "UPDATE mailboxes SET recent_uid=?, recent_count=recent_count-? WHERE id=?",
-                    (end, claimed, mailbox_id),
-                )
-            return first, end
+            return _claim_recent(c, mailbox_id, below)
 
         # Which session saw a message first is not worth an fsync: lost in a power cut,
         # the message is merely recent once more.
@@ -748,6 +754,9 @@ class SqliteStore(SqliteQueue, SqliteApi, SqliteWebhooks):
         blob: BlobWriter,
         flags: frozenset[str],
         internal_date: int,
+        *,
+        structure: bytes | None = None,
+        claim_recent: bool = False,
     ) -> Delivered:
         try:
             flags = normalize_flags(flags)
@@ -768,13 +777,16 @@ class SqliteStore(SqliteQueue, SqliteApi, SqliteWebhooks):
                 raise QuotaExceeded(f"account {account_id} over quota")
             message_id = _next_id(c, "message_id")
             c.execute(
-                "INSERT INTO messages(id, queue_id, size, received_at, body, blob_path, refcount)"
-                " VALUES (?, ?, ?, ?, ?, ?, 1)",
-                (message_id, queue_id, size, _now(), inline, blob_path),
+                "INSERT INTO messages(id, queue_id, size, received_at, body, blob_path, refcount,"
+                " structure) VALUES (?, ?, ?, ?, ?, ?, 1, ?)",
+                (message_id, queue_id, size, _now(), inline, blob_path, structure),
             )
             (uid,), modseq = _place(c, mailbox_id, [(message_id, flags, internal_date, size)])
+            # One transaction instead of three: the structure and the \Recent claim would
+            # otherwise follow as writes of their own.
+            recent = _claim_recent(c, mailbox_id, uid + 1) if claim_recent else (0, 0)
             return (
-                Delivered(account_id, row[0], uid, modseq),
+                Delivered(account_id, row[0], uid, modseq, recent),
                 Change(account_id, mailbox_id, modseq, "append", (uid,)),
             )
 
