@@ -579,14 +579,33 @@ class ImapSession:
 
     async def _updates(self, *, expunge_allowed: bool, force: bool = False) -> list[Response]:
         view = self.view
-        if view is None or not (view.dirty or force):
+        if view is None:
             return []
-        found = await view.sync(
-            self.messages, expunge_allowed=expunge_allowed, qresync="QRESYNC" in self.enabled
-        )
-        # RFC 9051 has no \Recent: an IMAP4rev2 client is never sent RECENT.
-        rev2 = "IMAP4REV2" in self.enabled
-        return [self._render(u) for u in found if not (rev2 and isinstance(u, Recent))]
+        out: list[Response] = []
+        if view.dirty or force:
+            found = await view.sync(
+                self.messages, expunge_allowed=expunge_allowed, qresync="QRESYNC" in self.enabled
+            )
+            # RFC 9051 has no \Recent: an IMAP4rev2 client is never sent RECENT.
+            rev2 = "IMAP4REV2" in self.enabled
+            out = [self._render(u) for u in found if not (rev2 and isinstance(u, Recent))]
+        if view.take_new_keywords():
+            out[:0] = self._flag_lists(view)
+        return out
+
+    def _flag_lists(self, view: MailboxView) -> list[Response]:
+        """FLAGS and PERMANENTFLAGS again, when a keyword new to the mailbox appeared
+        (RFC 3501 §7.2.6: the client records the latest FLAGS), before the FETCH
+        responses that show it."""
+        flags, permanent = _flag_names(view)
+        return [
+            r.flags(flags),
+            r.untagged_status(
+                "OK",
+                "Limited" if view.read_only else "Flags permitted",
+                r.PERMANENTFLAGS(permanent),
+            ),
+        ]
 
     def _flag_atoms(
         self, uid: int, flags: frozenset[str], view: MailboxView | None = None
@@ -687,14 +706,11 @@ class ImapSession:
             info, placements, read_only=read_only, recent=recent, recent_source=source
         )
         responses: list[Response] = []
-        flags = [*SYSTEM_FLAGS, *sorted(view.keywords.values())]
+        flags, permanent = _flag_names(view)
         responses.append(r.flags(flags))
         responses.append(r.exists(view.exists))
         if "IMAP4REV2" not in self.enabled:
             responses.append(r.recent(len(view.recent)))
-        permanent: list[Value] = []
-        if not read_only:
-            permanent = [*(Atom(f) for f in flags), Atom("\\*")]
         responses.append(
             r.untagged_status(
                 "OK", "Limited" if read_only else "Flags permitted", r.PERMANENTFLAGS(permanent)
@@ -908,6 +924,8 @@ class ImapSession:
         if changed:
             view.own_change(result.modseq)
         out = bytearray()
+        if view.take_new_keywords():
+            out += machine.send(*self._flag_lists(view))
         for seq, uid in pairs:
             if uid in result.failed:
                 continue
@@ -1351,6 +1369,16 @@ class ImapSession:
 # An APPEND up to this size is parsed as it completes and its structure stored with it
 # (a write fewer than parsing at its first FETCH); larger ones are parsed then.
 _PARSE_AT_APPEND = 64 * 1024
+
+
+def _flag_names(view: MailboxView) -> tuple[list[str], list[Value]]:
+    """The FLAGS list of a mailbox (system flags and its keywords) and its PERMANENTFLAGS
+    (those and \\*: new keywords allowed; none for a read-only mailbox)."""
+    flags = [*SYSTEM_FLAGS, *sorted(view.keywords.values())]
+    permanent: list[Value] = []
+    if not view.read_only:
+        permanent = [*(Atom(f) for f in flags), Atom("\\*")]
+    return flags, permanent
 
 
 class _Append:

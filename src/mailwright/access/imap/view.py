@@ -92,6 +92,9 @@ class MailboxView:
         for p in placements:
             if p.flags:
                 self._learn(p.flags)
+        # A keyword new to the mailbox since the client was last given FLAGS (RFC 3501
+        # §7.2.6): the session sends FLAGS and PERMANENTFLAGS again.
+        self.new_keywords = False
         self.expunged: set[int] = set()  # gone from the store, not yet told
         self.dirty = False  # the change feed says the mailbox changed since the last sync
         # \Recent ranges this session claimed before reading their messages (its own
@@ -124,8 +127,14 @@ class MailboxView:
 
     def _learn(self, flags: frozenset[str]) -> None:
         for f in flags:
-            if not f.startswith("\\"):
-                self.keywords.setdefault(f.lower(), f)
+            if not f.startswith("\\") and f.lower() not in self.keywords:
+                self.keywords[f.lower()] = f
+                self.new_keywords = True
+
+    def take_new_keywords(self) -> bool:
+        """Whether a keyword appeared since the last call (or the view's making)."""
+        new, self.new_keywords = self.new_keywords, False
+        return new
 
     def spell(self, flags: Iterable[str]) -> frozenset[str]:
         """``flags`` with each keyword the mailbox already has in the mailbox's spelling,
