@@ -211,6 +211,7 @@ class App:
             timeout=hooks.timeout,
             retry_schedule=hooks.retry_schedule,
             concurrency=hooks.max_concurrent,
+            allowed_networks=hooks.networks,
         )
         relay = Relay.from_config(self.config.smtp)
         self.smtp = SmtpListener(
@@ -290,6 +291,7 @@ class App:
                 public_url=public_url(self.config, sockets),
                 webhooks=self.store.webhooks,
                 metrics=self.config.http.metrics,
+                webhook_networks=self.config.webhooks.networks,
             )
             api_app = create_app(services)
             grace = self.config.smtp.shutdown_grace

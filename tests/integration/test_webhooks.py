@@ -33,6 +33,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
         MAILWRIGHT_WEBHOOKS__POLL_INTERVAL="0.1",
         MAILWRIGHT_WEBHOOKS__RETRY_SCHEDULE="[0.1, 0.2]",
         MAILWRIGHT_WEBHOOKS__TIMEOUT="2",
+        MAILWRIGHT_WEBHOOKS__ALLOWED_NETWORKS='["127.0.0.0/8"]',  # the receivers' loopback
     )
     mailwright("domain", "add", "other.test", config=server.config)
     mailwright(
@@ -189,6 +190,10 @@ def test_a_domain_restricted_key_gets_only_its_domain(api: Api) -> None:
         ({"url": "https://example.test/" + "a" * 2000}, "url"),
         ({"url": "https://example.test/\r\nX: y"}, "url"),
         ({"url": "https://example.test/", "types": ["accepted", "nope"]}, "types.1"),
+        # Addresses outside webhooks.allowed_networks (here 127.0.0.0/8) that are not public.
+        ({"url": "http://10.0.0.1/hook"}, "url"),
+        ({"url": "http://169.254.169.254/latest/meta-data"}, "url"),
+        ({"url": "http://[::1]:8080/hook"}, "url"),
     ],
 )
 def test_bad_input_is_refused_naming_the_field(api: Api, body: Json, field: str) -> None:

@@ -10,6 +10,7 @@ receiver holds up nobody else; a backlog goes out in batches, in order."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import socket
 import threading
@@ -20,6 +21,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from mailwright.api.views import expand
 from mailwright.api.webhooks import USER_AGENT, WebhookDispatcher, verify
@@ -66,6 +69,10 @@ class Receiver:
     def all_posts(self) -> list[Post]:
         with self.lock:
             return list(self.posts)
+
+
+# The receivers listen on loopback, which webhooks reach only when the operator allows it.
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
 
 
 def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
@@ -153,7 +160,12 @@ def scenario(tmp_path: Path, body: Callable[[SqliteStore], Awaitable[None]]) -> 
 
 @asynccontextmanager
 async def running(store: SqliteStore, **settings: Any) -> AsyncIterator[WebhookDispatcher]:
-    options: dict[str, Any] = {"poll_interval": 0.05, "retry_schedule": (0.05, 0.1), "timeout": 2}
+    options: dict[str, Any] = {
+        "poll_interval": 0.05,
+        "retry_schedule": (0.05, 0.1),
+        "timeout": 2,
+        "allowed_networks": LOOPBACK,
+    }
     options.update(settings)
     dispatcher = WebhookDispatcher(store.webhooks, store.api, **options)
     dispatcher.start()
@@ -340,6 +352,30 @@ def test_a_redirect_is_a_failure_and_is_not_followed(tmp_path: Path) -> None:
     scenario(tmp_path, body)
 
 
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::ffff:127.0.0.1]"])
+def test_an_address_webhooks_may_not_reach_is_a_failure_and_gets_nothing(
+    tmp_path: Path, host: str
+) -> None:
+    # Loopback without webhooks.allowed_networks: the server's own host is off limits to
+    # whoever holds an API key, however the URL names it.
+    async def body(store: SqliteStore) -> None:
+        with serving(Receiver()) as receiver:
+            url = receiver.url().replace("127.0.0.1", host)
+            hook = await register(store, receiver, url=url)
+            async with running(store, allowed_networks=()):
+                await send(store)
+
+                async def failed() -> bool:
+                    return (await state(store, hook)).attempts >= 1
+
+                await until(failed, "the refused address to count as a failure")
+            error = (await state(store, hook)).last_error
+        assert "may not reach" in error and "webhooks.allowed_networks" in error
+        assert receiver.all_posts() == []
+
+    scenario(tmp_path, body)
+
+
 def test_types_filter_and_a_cursor_that_moves_past_unwanted_events(tmp_path: Path) -> None:
     async def body(store: SqliteStore) -> None:
         with serving(Receiver()) as receiver:
@@ -425,7 +461,9 @@ def test_stop_does_not_wait_beyond_its_grace_for_a_receiver(tmp_path: Path) -> N
         hold = threading.Event()
         with serving(Receiver(hold=hold)) as slow:
             hook = await register(store, slow)
-            dispatcher = WebhookDispatcher(store.webhooks, store.api, poll_interval=0.05)
+            dispatcher = WebhookDispatcher(
+                store.webhooks, store.api, poll_interval=0.05, allowed_networks=LOOPBACK
+            )
             dispatcher.start()
             try:
                 await send(store)

@@ -55,6 +55,7 @@ from mailwright.api.templates import template_routes
 from mailwright.api.tracking import tracking_routes
 from mailwright.api.views import EVENT_TYPES, STORE_TYPES, expand, held_state, message_state
 from mailwright.api.webhook_routes import webhook_routes
+from mailwright.api.webhooks import Network
 from mailwright.core.address import Address, AddressError
 from mailwright.core.log import event as log_event
 from mailwright.intake.pipeline import Pipeline
@@ -82,6 +83,7 @@ class ApiServices:
     public_url: str = "http://localhost"  # where links in messages point (no trailing /)
     webhooks: Webhooks | None = None
     metrics: bool = True  # serve GET /metrics (http.metrics)
+    webhook_networks: tuple[Network, ...] = ()  # webhooks.allowed_networks
 
 
 def _error(exc: ApiError) -> JSONResponse:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import secrets
 import urllib.parse
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
@@ -21,6 +22,7 @@ from mailwright.api.auth import require
 from mailwright.api.errors import ApiError, from_validation
 from mailwright.api.models import ErrorOut, Strict
 from mailwright.api.views import EVENT_TYPES
+from mailwright.api.webhooks import Network, reachable
 from mailwright.core.log import event as log_event
 from mailwright.store.api import ApiKey, Webhook, Webhooks
 from mailwright.store.errors import NotFound
@@ -68,8 +70,10 @@ class NewWebhookOut(BaseModel):
     secret: str = Field(description="signs every POST: shown this once, never again")
 
 
-def check_url(url: str) -> str:
-    """``url`` if the dispatcher may POST to it, else a 422 naming "url"."""
+def check_url(url: str, allowed: Sequence[Network] = ()) -> str:
+    """``url`` if the dispatcher may POST to it, else a 422 naming "url". A host given as
+    an address is checked as the dispatcher will check it (``webhooks.reachable``); a
+    name is checked at each POST, against what it resolves to then."""
 
     def refuse(why: str) -> ApiError:
         return ApiError(422, "invalid_url", f"url: {why}", "url")
@@ -92,6 +96,14 @@ def check_url(url: str) -> str:
         raise refuse("must not carry credentials")
     if not parts.hostname:
         raise refuse("must name a host")
+    try:
+        literal = not reachable(parts.hostname, allowed)
+    except ValueError:
+        literal = False  # a name, not an address
+    if literal:
+        raise refuse(
+            f"{parts.hostname} is an address webhooks may not reach (webhooks.allowed_networks)"
+        )
     return url
 
 
@@ -149,7 +161,7 @@ async def create_webhook(request: Request, key: ManageKey) -> NewWebhookOut:
     key's domain, for a restricted key), from now on. The answer holds the signing
     secret, shown this once."""
     spec = _parse(await request.body())
-    url = check_url(spec.url)
+    url = check_url(spec.url, request.app.state.services.webhook_networks)
     types = check_types(spec.types)
     secret = new_secret()
     made = await _store(request).create_webhook(url, secret, types, key.sender_domain)

@@ -17,7 +17,13 @@ Invariants:
   dispatcher's own pool (never the event loop's default executor), and the loop does not
   wait for them: a slow receiver holds up only itself;
 - only http and https URLs are fetched, through no proxy, and no redirect is followed (a
-  3xx is a failure): a redirect could carry signed events to a place nobody registered.
+  3xx is a failure): a redirect could carry signed events to a place nobody registered;
+- a POST goes only to a public address, or to one inside ``allowed_networks`` (the
+  operator's ``webhooks.allowed_networks``): loopback, private, link-local and other
+  special addresses are refused otherwise, so an API key cannot make the server reach
+  its own host or network. The check is made on the addresses the host name resolves to
+  when connecting, and the connection goes to the address checked (no second lookup a
+  DNS answer could change in between).
 """
 
 from __future__ import annotations
@@ -27,8 +33,10 @@ import contextlib
 import hashlib
 import hmac
 import http.client
+import ipaddress
 import json
 import logging
+import socket
 import ssl
 import time
 import urllib.error
@@ -111,14 +119,103 @@ def _printable(text: str) -> str:
     return "".join(ch if ch.isprintable() else " " for ch in text).strip()
 
 
-def opener(context: ssl.SSLContext | None = None) -> urllib.request.OpenerDirector:
-    """An HTTP(S) client that follows no redirect and uses no proxy: with no redirect
-    handler, a 3xx goes to the default error handler like any other non-2xx answer, and
-    with only these handlers any other scheme is an error."""
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class AddressRefused(OSError):
+    """The receiver's address is one webhooks may not reach."""
+
+
+def reachable(address: str, allowed: Sequence[Network]) -> bool:
+    """May a webhook POST go to ``address``? Public (globally routable, not multicast)
+    addresses may; any other only inside ``allowed``."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    if ip.is_global and not ip.is_multicast:
+        return True
+    return any(ip.version == net.version and ip in net for net in allowed)
+
+
+def _connect(conn: http.client.HTTPConnection, allowed: Sequence[Network]) -> socket.socket:
+    """A socket to the first address of ``conn.host`` that is reachable and answers."""
+    refused: list[str] = []
+    error: OSError | None = None
+    for family, kind, proto, _name, sockaddr in socket.getaddrinfo(
+        conn.host, conn.port, type=socket.SOCK_STREAM
+    ):
+        if not reachable(str(sockaddr[0]), allowed):
+            refused.append(str(sockaddr[0]))
+            continue
+        sock = socket.socket(family, kind, proto)
+        try:
+            if isinstance(conn.timeout, int | float):
+                sock.settimeout(conn.timeout)
+            sock.connect(sockaddr)
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+    if error is not None:
+        raise error
+    raise AddressRefused(
+        f"{conn.host} is {', '.join(refused) or 'no address'}, which webhooks may not reach"
+        " (webhooks.allowed_networks)"
+    )
+
+
+def _connections(
+    allowed: Sequence[Network],
+) -> tuple[type[http.client.HTTPConnection], type[http.client.HTTPSConnection]]:
+    class Plain(http.client.HTTPConnection):
+        def connect(self) -> None:
+            self.sock = _connect(self, allowed)
+
+    class Secure(http.client.HTTPSConnection):
+        def connect(self) -> None:
+            self.sock = _connect(self, allowed)
+            # As http.client does, with the name checked against the certificate.
+            self.sock = self._context.wrap_socket(  # type: ignore[attr-defined]
+                self.sock, server_hostname=self.host
+            )
+
+    return Plain, Secure
+
+
+class _HttpHandler(urllib.request.HTTPHandler):
+    def __init__(self, connection: type[http.client.HTTPConnection]) -> None:
+        super().__init__()
+        self._connection = connection
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(self._connection, req)
+
+
+class _HttpsHandler(urllib.request.HTTPSHandler):
+    def __init__(
+        self, connection: type[http.client.HTTPSConnection], context: ssl.SSLContext
+    ) -> None:
+        super().__init__(context=context)
+        self._connection = connection
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(self._connection, req, context=self._context)  # type: ignore[attr-defined]
+
+
+def opener(
+    context: ssl.SSLContext | None = None, allowed: Sequence[Network] = ()
+) -> urllib.request.OpenerDirector:
+    """An HTTP(S) client that follows no redirect, uses no proxy and connects only where
+    ``reachable`` allows: with no redirect handler, a 3xx goes to the default error
+    handler like any other non-2xx answer, and with only these handlers any other scheme
+    is an error."""
+    plain, secure = _connections(tuple(allowed))
     director = urllib.request.OpenerDirector()
     for handler in (
-        urllib.request.HTTPHandler(),
-        urllib.request.HTTPSHandler(context=context or ssl.create_default_context()),
+        _HttpHandler(plain),
+        _HttpsHandler(secure, context or ssl.create_default_context()),
         urllib.request.HTTPDefaultErrorHandler(),
         urllib.request.HTTPErrorProcessor(),
     ):
@@ -171,6 +268,7 @@ class WebhookDispatcher:
         concurrency: int = 8,
         lease: float | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        allowed_networks: Sequence[Network] = (),
     ) -> None:
         if poll_interval <= 0 or batch <= 0 or timeout <= 0 or concurrency <= 0:
             raise ValueError("poll_interval, batch, timeout and concurrency must be positive")
@@ -187,7 +285,7 @@ class WebhookDispatcher:
         # A claim must outlast the read, the POST (whose timeout applies to each socket
         # operation, so the dispatcher also bounds the whole at twice it) and the settle.
         self.lease = lease if lease is not None else max(60.0, 4 * timeout)
-        self._opener = opener(ssl_context)
+        self._opener = opener(ssl_context, allowed_networks)
         self._pool = ThreadPoolExecutor(
             max_workers=concurrency, thread_name_prefix="mailwright-webhook"
         )

@@ -291,8 +291,22 @@ class WebhooksConfig:
     retry_schedule: tuple[float, ...] = (5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0)
     batch: int = 100  # event rows in one POST at most
     max_concurrent: int = 8  # POSTs in flight per process
+    # Non-public networks (CIDR) webhooks may reach; loopback, private and link-local
+    # addresses outside these are refused. Public addresses are always allowed.
+    allowed_networks: tuple[str, ...] = ()
+
+    @property
+    def networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(n, strict=False) for n in self.allowed_networks)
 
     def __post_init__(self) -> None:
+        for i, item in enumerate(self.allowed_networks):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ConfigError(
+                    f"webhooks.allowed_networks[{i}]", "must be an IP network such as 10.0.0.0/8"
+                ) from None
         if not self.retry_schedule or any(v <= 0 for v in self.retry_schedule):
             raise ConfigError(
                 "webhooks.retry_schedule", "must be a non-empty list of positive seconds"
