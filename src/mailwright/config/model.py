@@ -9,6 +9,15 @@ from typing import Literal
 from mailwright.core.errors import ConfigError
 
 
+def _check_networks(key: str, items: tuple[str, ...]) -> None:
+    """Each of ``items`` is a CIDR network; the first that is not names ``key[i]``."""
+    for i, item in enumerate(items):
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ConfigError(f"{key}[{i}]", "must be an IP network such as 10.0.0.0/8") from None
+
+
 @dataclass(frozen=True, slots=True)
 class LogConfig:
     format: Literal["logfmt", "json"] = "logfmt"
@@ -48,13 +57,7 @@ class SmtpConfig:
     trusted_networks: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        for i, item in enumerate(self.trusted_networks):
-            try:
-                ipaddress.ip_network(item, strict=False)
-            except ValueError:
-                raise ConfigError(
-                    f"smtp.trusted_networks[{i}]", "must be an IP network such as 10.0.0.0/8"
-                ) from None
+        _check_networks("smtp.trusted_networks", self.trusted_networks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,13 +303,7 @@ class WebhooksConfig:
         return tuple(ipaddress.ip_network(n, strict=False) for n in self.allowed_networks)
 
     def __post_init__(self) -> None:
-        for i, item in enumerate(self.allowed_networks):
-            try:
-                ipaddress.ip_network(item, strict=False)
-            except ValueError:
-                raise ConfigError(
-                    f"webhooks.allowed_networks[{i}]", "must be an IP network such as 10.0.0.0/8"
-                ) from None
+        _check_networks("webhooks.allowed_networks", self.allowed_networks)
         if not self.retry_schedule or any(v <= 0 for v in self.retry_schedule):
             raise ConfigError(
                 "webhooks.retry_schedule", "must be a non-empty list of positive seconds"
