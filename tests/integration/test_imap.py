@@ -135,6 +135,27 @@ def test_append_round_trip_and_uidplus(server: Server) -> None:
     c.logout()
 
 
+def test_a_large_append_is_parsed_at_its_first_fetch(server: Server) -> None:
+    # Over 64 KiB the session keeps no copy to parse at APPEND: the structure comes from
+    # the stored message at the first FETCH that needs it, the same as for a small one.
+    big = (
+        b"From: a@remote.test\r\nSubject: big\r\nContent-Type: text/plain\r\n\r\n"
+        + b"x" * 76
+        + b"\r\n"
+    ) + (b"y" * 76 + b"\r\n") * 1200
+    assert len(big) > 64 * 1024
+    c = client(server)
+    c.append("Drafts", big)
+    c.append("Drafts", PLAIN)
+    c.select_folder("Drafts")
+    uids = c.search("ALL")
+    got = c.fetch(uids, ["BODY.PEEK[]", "BODY.PEEK[HEADER.FIELDS (SUBJECT)]", "RFC822.SIZE"])
+    assert got[uids[0]][b"BODY[]"] == big and got[uids[0]][b"RFC822.SIZE"] == len(big)
+    assert got[uids[0]][b"BODY[HEADER.FIELDS (SUBJECT)]"] == b"Subject: big\r\n\r\n"
+    assert got[uids[1]][b"BODY[]"] == PLAIN
+    c.logout()
+
+
 def test_flags_search_and_expunge(server: Server) -> None:
     deliver(server, PLAIN, EIGHT_BIT, MULTIPART)
     c = client(server)

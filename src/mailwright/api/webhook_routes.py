@@ -97,10 +97,10 @@ def check_url(url: str, allowed: Sequence[Network] = ()) -> str:
     if not parts.hostname:
         raise refuse("must name a host")
     try:
-        literal = not reachable(parts.hostname, allowed)
+        refused = not reachable(parts.hostname, allowed)
     except ValueError:
-        literal = False  # a name, not an address
-    if literal:
+        refused = False  # a name, not an address: checked at each POST
+    if refused:
         raise refuse(
             f"{parts.hostname} is an address webhooks may not reach (webhooks.allowed_networks)"
         )
