@@ -70,6 +70,37 @@ def test_sessions_that_connect_together_are_spread_over_the_workers(
         server.close()
 
 
+@pytest.mark.parametrize("pin", [True, False])
+def test_each_worker_runs_on_a_cpu_of_its_own(tmp_path: Path, pin: bool) -> None:
+    """``pin_workers`` (the default) keeps each worker, every thread of it, on one CPU of
+    the set the server was started with, a different one each; off, they may use all."""
+    cpus = frozenset(os.sched_getaffinity(0))
+    if pin and len(cpus) < 2:
+        pytest.skip("needs two CPUs")
+    server = Server.create(
+        tmp_path / "mw", MAILWRIGHT_WORKERS="2", MAILWRIGHT_PIN_WORKERS=str(pin).lower()
+    ).start()
+    try:
+        _until_both_serve(server)  # their store threads have started by now
+        assert server.proc is not None
+        assert os.sched_getaffinity(server.proc.pid) == cpus  # the supervisor's unchanged
+        per_worker = []
+        for pid in worker_pids(server):
+            threads = {
+                frozenset(os.sched_getaffinity(int(tid))) for tid in os.listdir(f"/proc/{pid}/task")
+            }
+            assert len(threads) == 1, threads  # every thread of a worker alike
+            per_worker.append(threads.pop())
+        assert len(per_worker) == 2
+        if pin:
+            assert all(len(s) == 1 and s <= cpus for s in per_worker), per_worker
+            assert per_worker[0] != per_worker[1]
+        else:
+            assert per_worker == [cpus, cpus]
+    finally:
+        server.close()
+
+
 def test_a_stopped_worker_keeps_no_client_waiting(tmp_path: Path) -> None:
     """With one worker stopped (SIGSTOP: it accepts nothing, and its count of connections
     cannot go down), the other soon has more connections and defers to it, but only for a

@@ -317,7 +317,8 @@ class WebhooksConfig:
 class Config:
     data_dir: str
     hostname: str = "localhost"
-    workers: int = 0  # worker processes; 0 = one per CPU
+    workers: int = 0  # worker processes; 0 = one per CPU this process may use
+    pin_workers: bool = True  # each worker on one CPU of its own (round robin)
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
     submission: SubmissionConfig = field(default_factory=SubmissionConfig)
     queue: QueueConfig = field(default_factory=QueueConfig)
