@@ -8,6 +8,13 @@ from typing import Literal
 
 from mailwright.core.errors import ConfigError
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _networks(items: tuple[str, ...]) -> tuple[Network, ...]:
+    """``items`` (checked CIDR strings) as networks."""
+    return tuple(ipaddress.ip_network(n, strict=False) for n in items)
+
 
 def _check_networks(key: str, items: tuple[str, ...]) -> None:
     """Each of ``items`` is a CIDR network; the first that is not names ``key[i]``."""
@@ -55,6 +62,10 @@ class SmtpConfig:
     # Clients in these networks (CIDR) may relay without AUTH, on every SMTP listener.
     # Default none: only authenticated users relay, so the server is never an open relay.
     trusted_networks: tuple[str, ...] = ()
+
+    @property
+    def networks(self) -> tuple[Network, ...]:
+        return _networks(self.trusted_networks)
 
     def __post_init__(self) -> None:
         _check_networks("smtp.trusted_networks", self.trusted_networks)
@@ -299,8 +310,8 @@ class WebhooksConfig:
     allowed_networks: tuple[str, ...] = ()
 
     @property
-    def networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-        return tuple(ipaddress.ip_network(n, strict=False) for n in self.allowed_networks)
+    def networks(self) -> tuple[Network, ...]:
+        return _networks(self.allowed_networks)
 
     def __post_init__(self) -> None:
         _check_networks("webhooks.allowed_networks", self.allowed_networks)

@@ -88,7 +88,7 @@ class Relay:
 
     @classmethod
     def from_config(cls, config: SmtpConfig) -> Relay:
-        return cls(tuple(ipaddress.ip_network(n, strict=False) for n in config.trusted_networks))
+        return cls(config.networks)
 
     def trusts(self, ip: str) -> bool:
         if not self.trusted:
