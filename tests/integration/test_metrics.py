@@ -147,13 +147,20 @@ def test_any_worker_reports_every_worker_and_a_killed_one_keeps_its_counts(
         assert request(server, "POST", "/v1/messages", queued, key=key) == 202
 
         def complete(found: Samples) -> bool:
+            # Another worker's counts may lag a scrape by up to meter.FLUSH_SECONDS: wait
+            # until every count this test made shows (then check each exactly).
             requests = "mailwright_http_requests_total"
             return (
                 value(found, requests, method="GET", status="401") >= 2
                 and value(found, requests, method="POST", status="202") >= 1
+                and value(found, "mailwright_messages_total", event="received") >= SENT + 1
+                and value(found, "mailwright_messages_total", event="delivered") >= SENT
+                and value(found, "mailwright_auth_failures_total", protocol="imap") >= 1
+                and value(found, "mailwright_connections_total", protocol="smtp") >= SENT
+                and value(found, "mailwright_smtp_transaction_seconds_count") >= SENT
             )
 
-        first = scrape_until(server, complete, "the HTTP requests")
+        first = scrape_until(server, complete, "every count made")
         assert value(first, "mailwright_messages_total", event="received") == SENT + 1
         assert value(first, "mailwright_messages_total", event="delivered") == SENT
         assert value(first, "mailwright_auth_failures_total", protocol="imap") == 1
