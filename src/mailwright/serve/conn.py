@@ -42,7 +42,7 @@ from mailwright.serve.tls import describe
 
 log = logging.getLogger("mailwright.serve")
 
-BALANCE_WAIT = 0.005  # seconds a busier worker leaves a new connection to the others
+BALANCE_WAIT = 0.001  # seconds a busier worker leaves a new connection to the others
 BALANCE_TRIES = 10  # waits in a row before it accepts anyway
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 _RESOURCE_PAUSE = 0.1  # seconds without accepting when the process is out of descriptors
@@ -367,7 +367,8 @@ class Acceptor:
                 self._pause(_RESOURCE_PAUSE)
             return
         self._waits = 0
-        sock.setblocking(False)
+        # Not blocking: both event loops make every socket they are handed so. TCP_NODELAY:
+        # uvloop sets it too, asyncio not on an accepted socket (its proto is 0).
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.limiter.accepting(+1)
