@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/run.py smtp [--messages N] [--sessions 1,10,50]
                                        [--recipients 1,5] [--size 5120]
-                                       [--only mailwright|postfix|sink,...] [--quick]
+                                       [--only mailwright|postfix|sink,...] [--rounds K] [--quick]
     .venv/bin/python bench/run.py pop3 [--clients 10,50] [--pop3-sessions N]
                                        [--dovecot-scheme PLAIN,ARGON2ID]
                                        [--dovecot-mode default,performance]
@@ -71,6 +71,16 @@ def _int_list(text: str) -> list[int]:
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError("numbers must be ≥ 1")
     return values
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be ≥ 1")
+    return value
 
 
 def _only(text: str) -> list[str]:
@@ -143,6 +153,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--drain-timeout", type=float, default=300, help="seconds for deliveries to land after it"
     )
     g.add_argument("--warmup", type=int, default=None, help="warm-up messages (default N/10, ≤200)")
+    g.add_argument(
+        "--rounds",
+        type=_positive,
+        default=1,
+        help="runs of each server per case, taking turns (the table shows the median run)",
+    )
     g.add_argument(
         "--idle-connections",
         type=int,
@@ -411,12 +427,18 @@ def bench_smtp(args: argparse.Namespace, servers: list[str], workdir: str) -> di
     }
     runs = []
     cases = [smtp.Case(s, r) for r in args.recipients for s in args.sessions]
+    order = [name for name in SMTP_SERVERS if name in servers]
     for i, case in enumerate(cases, 1):
         log(f"[{i}/{len(cases)}] {case.label}, {args.messages:,} messages")
-        # Servers take turns within a case so slow drift (thermal, page cache) hits all.
-        for name in SMTP_SERVERS:
-            if name in servers:
-                runs.append(smtp.run_case(name, factories[name], case, settings, log))
+        # Servers take turns within a case so slow drift (thermal, page cache, other
+        # guests on the host) hits all; each round reverses the order of the one before.
+        for round_ in range(1, args.rounds + 1):
+            if args.rounds > 1:
+                log(f"  round {round_}/{args.rounds}")
+            for name in order if round_ % 2 else order[::-1]:
+                run = smtp.run_case(name, factories[name], case, settings, log)
+                run["round"] = round_
+                runs.append(run)
 
     idle = []
     if args.idle_connections > 0:
@@ -460,6 +482,7 @@ def bench_smtp(args: argparse.Namespace, servers: list[str], workdir: str) -> di
             "sessions": args.sessions,
             "recipients": args.recipients,
             "servers": servers,
+            "rounds": args.rounds,
         },
         "filesystem": smtp.fs_type(workdir),
         "recipient_addresses": rcpts,

@@ -34,7 +34,28 @@ def _ratio(a: Any, b: Any) -> str:
     return f"{r:.2f}x" if r >= 0.1 else f"{r:.2g}x"
 
 
+def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median end-to-end rate (of an even number, the lower middle);
+    a failed run, if any failed."""
+    failed = [r for r in runs if "error" in r]
+    if failed:
+        return failed[0]
+    ranked = sorted(runs, key=lambda r: r["e2e_per_s"])
+    return ranked[(len(ranked) - 1) // 2]
+
+
+def _spread(values: list[float], digits: int = 0, suffix: str = "") -> str:
+    """The range of several rounds' values, as " (min-max)"; nothing for one."""
+    if len(values) < 2:
+        return ""
+    low, high = min(values), max(values)
+    return f" ({low:,.{digits}f}{suffix}-{high:,.{digits}f}{suffix})"
+
+
 def smtp_table(results: list[dict[str, Any]]) -> str:
+    """One row per server and case. With several rounds a row is the run with the median
+    end-to-end rate, that rate followed by the range of every round's; the ratio row
+    divides the medians, followed by the range of the ratios within each round."""
     rows = [
         "| case | server | accepted msg/s | end-to-end msg/s | CPU s / 1k msg | peak RSS MB (sum) | peak PSS MB |",
         "|---|---|--:|--:|--:|--:|--:|",
@@ -42,27 +63,36 @@ def smtp_table(results: list[dict[str, Any]]) -> str:
     cases = sorted({(r["sessions"], r["recipients"]) for r in results})
     for sessions, rcpts in cases:
         label = f"{sessions} sess x {rcpts} rcpt"
-        group = sorted(
-            (r for r in results if (r["sessions"], r["recipients"]) == (sessions, rcpts)),
-            key=lambda r: ORDER.get(r["server"], 9),
-        )
-        by = {r["server"]: r for r in group}
-        for r in group:
-            name = LABEL.get(r["server"], r["server"])
+        group = [r for r in results if (r["sessions"], r["recipients"]) == (sessions, rcpts)]
+        servers = sorted({r["server"] for r in group}, key=lambda s: ORDER.get(s, 9))
+        rounds = {s: [r for r in group if r["server"] == s] for s in servers}
+        by = {s: _median_run(rounds[s]) for s in servers}
+        for server in servers:
+            r = by[server]
+            name = LABEL.get(server, server)
             if "error" in r:
                 rows.append(f"| {label} | {name} | failed: {_short(r['error'])} | | | | |")
             else:
+                spread = _spread([x["e2e_per_s"] for x in rounds[server]])
                 rows.append(
                     f"| {label} | {name} | {_num(r.get('accepted_per_s'))} | "
-                    f"{_num(r.get('e2e_per_s'))} | {_num(r.get('cpu_per_1k'), 2)} | "
+                    f"{_num(r.get('e2e_per_s'))}{spread} | {_num(r.get('cpu_per_1k'), 2)} | "
                     f"{_num(r.get('peak_rss_mb'))} | {_num(r.get('peak_pss_mb'))} |"
                 )
             label = ""
         mw, pf = by.get("mailwright"), by.get("postfix")
         if mw and pf and "error" not in mw and "error" not in pf:
+            pairs = {
+                r.get("round"): r["e2e_per_s"] for r in rounds["mailwright"] if "error" not in r
+            }
+            within = [
+                pairs[r.get("round")] / r["e2e_per_s"]
+                for r in rounds["postfix"]
+                if "error" not in r and r.get("round") in pairs and r["e2e_per_s"]
+            ]
             rows.append(
                 f"| | **mailwright / Postfix** | {_ratio(mw['accepted_per_s'], pf['accepted_per_s'])} | "
-                f"{_ratio(mw['e2e_per_s'], pf['e2e_per_s'])} | "
+                f"{_ratio(mw['e2e_per_s'], pf['e2e_per_s'])}{_spread(within, 2, 'x')} | "
                 f"{_ratio(mw['cpu_per_1k'], pf['cpu_per_1k'])} | "
                 f"{_ratio(mw['peak_rss_mb'], pf['peak_rss_mb'])} | "
                 f"{_ratio(mw['peak_pss_mb'], pf['peak_pss_mb'])} |"
@@ -438,7 +468,13 @@ def markdown(doc: dict[str, Any]) -> str:
                 if st["reuse"]
                 else "one connection per message"
             )
-            + f"; data on {s.get('filesystem', '?')} with each server's default fsync.",
+            + f"; data on {s.get('filesystem', '?')} with each server's default fsync"
+            + (
+                f"; {st['rounds']} rounds, the servers taking turns: each row is the run"
+                " with the median end-to-end rate, (min-max) the range of the rounds."
+                if st.get("rounds", 1) > 1
+                else "."
+            ),
             "",
             smtp_table(s["runs"]),
             "",
