@@ -74,13 +74,10 @@ def _int_list(text: str) -> list[int]:
 
 
 def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be ≥ 1")
-    return value
+    values = _int_list(text)
+    if len(values) != 1:
+        raise argparse.ArgumentTypeError(f"one number, not {text!r}")
+    return values[0]
 
 
 def _only(text: str) -> list[str]:
