@@ -23,6 +23,9 @@ receives and publishes them locally. Invariants:
   datagram), and every subscriber there re-reads the store;
 - changes are wake-ups, not data: the store is the truth (MODSEQ), so a change with its
   UID list dropped (too long to carry) still says which mailbox to re-read.
+- closing sends what is pending (and a resync to a peer still owed one) before the
+  sockets close; a close on another thread (the store closes on one) waits for a flush
+  in progress on the loop, which would otherwise lose the changes it had taken.
 The directory is created 0700: only the installation's own user can send.
 """
 
@@ -265,7 +268,10 @@ class PeerRelay:
             os.close(self._dir_fd)
             raise
         self._closing = False
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the pending changes
+        # Sending, and closing the sockets: a flush on the loop and a close() on another
+        # thread must not interleave (see flush). Re-entrant: close() flushes under it.
+        self._sending = threading.RLock()
         self._pending: list[Change] = []
         self._scheduled = False
         self._peers: list[str] = []
@@ -303,23 +309,26 @@ class PeerRelay:
             loop.call_soon(self.flush)
 
     def flush(self) -> None:
-        with self._lock:
-            changes, self._pending = self._pending, []
-            self._scheduled = False
-        if not changes or self._closing:
-            return
-        peers = self._peer_list()
-        if not peers:
-            return
-        datagrams = pack(changes)
-        for peer in peers:
-            if peer in self._lost and not self._send_resync(peer):
-                continue
-            for datagram in datagrams:
-                if not self._send_to(peer, datagram):
-                    break
-        if self._lost:
-            self._schedule_retry()
+        # Under the send lock, so that a close() from another thread (the store closes
+        # in one) cannot close the socket between taking the changes and sending them.
+        with self._sending:
+            with self._lock:
+                changes, self._pending = self._pending, []
+                self._scheduled = False
+            if not changes or self._closing:
+                return
+            peers = self._peer_list()
+            if not peers:
+                return
+            datagrams = pack(changes)
+            for peer in peers:
+                if peer in self._lost and not self._send_resync(peer):
+                    continue
+                for datagram in datagrams:
+                    if not self._send_to(peer, datagram):
+                        break
+            if self._lost:
+                self._schedule_retry()
 
     def _send_resync(self, peer: str) -> bool:
         if not self._send_to(peer, pack([_RESYNC])[0]):
@@ -337,13 +346,14 @@ class PeerRelay:
         loop.call_later(_RETRY_SECONDS, self._retry)
 
     def _retry(self) -> None:
-        self._retrying = False
-        if self._closing:
-            return
-        for peer in sorted(self._lost):
-            self._send_resync(peer)
-        if self._lost:
-            self._schedule_retry()
+        with self._sending:
+            self._retrying = False
+            if self._closing:
+                return
+            for peer in sorted(self._lost):
+                self._send_resync(peer)
+            if self._lost:
+                self._schedule_retry()
 
     def _send_to(self, peer: str, datagram: bytes) -> bool:
         try:
@@ -421,11 +431,14 @@ class PeerRelay:
                 self._feed.publish_many(changes)
 
     def close(self) -> None:
-        if self._closing:
-            return
-        if os.getpid() == self._pid:
-            self.flush()  # what was published just before closing still goes out
-        self._closing = True
+        with self._sending:
+            if self._closing:
+                return
+            if os.getpid() == self._pid:
+                self.flush()  # what was published just before closing still goes out
+                for peer in sorted(self._lost):
+                    self._send_resync(peer)  # a last chance for a peer that missed some
+            self._closing = True
         if os.getpid() == self._pid:
             with contextlib.suppress(OSError):
                 self._out.sendto(b"", self._address(self.name))  # wakes the receiver

@@ -288,3 +288,32 @@ def test_a_full_peer_is_told_to_resync_without_waiting_for_the_next_change(
             relay.close()
 
     assert [c.kind for c in asyncio.run(go())] == ["resync"]
+
+
+def test_a_close_on_another_thread_waits_for_a_flush_in_progress(tmp_path: Path) -> None:
+    """The store closes its relay on a thread while a flush may be running on the loop:
+    the close waits for the flush, so the changes it took still go out."""
+    directory = tmp_path / "feed"
+    directory.mkdir()
+    peer = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    peer.bind(str(directory / "1-peer.sock"))
+    peer.settimeout(10)
+    relay = PeerRelay(directory, LocalChangeFeed())
+    assert peer.recv(65536) == b""  # its check for dead peers at start
+    listing = relay._peer_list
+    closer = threading.Thread(target=relay.close)
+
+    def list_while_closing() -> list[str]:
+        # The flush has taken the changes: now the close comes, from another thread.
+        closer.start()
+        closer.join(timeout=0.5)  # it must wait for this flush, not close the socket
+        return listing()
+
+    relay._peer_list = list_while_closing  # type: ignore[method-assign]
+    try:
+        relay.send([change(1, 7)])  # no loop running: flushes at once
+        assert [c.modseq for c in feed_module.unpack(peer.recv(65536))] == [7]
+        closer.join(timeout=10)
+        assert not closer.is_alive()
+    finally:
+        peer.close()
