@@ -68,6 +68,7 @@ def _logfmt_line(
     parts = [f"ts={_timestamp(created)} level={_level_name(level)} event={_logfmt_value(name)}"]
     plain = _PLAIN
     for key, value in fields.items():
+        # _logfmt_value, inlined: one call fewer per field of every line.
         text = value if isinstance(value, str) else str(value)
         parts.append(f"{key}={text}" if plain(text) else f"{key}={_quoted(text)}")
     if exc:
