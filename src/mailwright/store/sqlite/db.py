@@ -9,7 +9,8 @@ Invariants:
   such as which IMAP session saw a message first) commits with ``synchronous=OFF``:
   no fsync of its own, on disk with the next durable commit (which fsyncs the whole WAL,
   frames before it included), and as consistent as any other transaction;
-- one failing job rolls back its own savepoint only; the others in the batch commit;
+- one failing job rolls back its own savepoint only; the others in the batch commit (a
+  job alone in its batch runs without a savepoint, and its failure rolls back all);
 - writers of several processes (worker processes, the CLI) take turns through an
   ``flock`` on ``<db>.writelock`` around each transaction: a waiting writer wakes the
   moment the lock is free, where SQLite's own busy handler would sleep 1, 2, 5… ms;
@@ -122,6 +123,10 @@ class Writer:
         self._lock_fd = os.open(f"{path}.writelock", os.O_RDWR | os.O_CREAT, 0o600)
         self._conn = connect(path)
         self._conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpoint thread's job
+        # Savepoint journals in memory: SQLite copies each page a job first changes into
+        # one, and past 64 KiB it spilled to a temporary file, two writes per page inside
+        # the write lock (a third of a batch's writes). It holds one job's pages at a time.
+        self._conn.execute("PRAGMA temp_store=MEMORY")
         with self._write_lock():
             migrate(self._conn)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -204,31 +209,24 @@ class Writer:
     def _transaction(self, conn: sqlite3.Connection, batch: list[Any]) -> list[tuple[bool, Any]]:
         outcomes: list[tuple[bool, Any]] = []
         lazy = not any(durable for _job, _future, _loop, durable in batch)
+        # A job alone needs no savepoint: if it fails, the whole transaction is its own.
+        alone = len(batch) == 1
         try:
             if lazy:
                 conn.execute("PRAGMA synchronous=OFF")  # outside a transaction, as it must be
             conn.execute("BEGIN IMMEDIATE")
             for job, _future, _loop, _durable in batch:
-                conn.execute("SAVEPOINT job")
-                try:
-                    result = job(conn)
-                except sqlite3.Error as exc:
-                    conn.execute("ROLLBACK TO job")
-                    outcomes.append((False, translate(exc)))
-                except StoreError as exc:
-                    conn.execute("ROLLBACK TO job")
-                    outcomes.append((False, exc))
-                except Exception as exc:
-                    # Boundary: a bug in one job must fail that job only, not end the
-                    # writer thread (every later write would then wait forever).
-                    log.exception("store.job_failed")
-                    conn.execute("ROLLBACK TO job")
-                    outcomes.append((False, exc))
-                else:
-                    outcomes.append((True, result))
-                conn.execute("RELEASE job")
-            conn.execute("COMMIT")
-            self.commits += 1
+                if not alone:
+                    conn.execute("SAVEPOINT job")
+                outcome = _attempt(conn, job)
+                if not outcome[0] and conn.in_transaction:
+                    conn.execute("ROLLBACK" if alone else "ROLLBACK TO job")
+                outcomes.append(outcome)
+                if not alone:
+                    conn.execute("RELEASE job")
+            if conn.in_transaction:
+                conn.execute("COMMIT")
+                self.commits += 1
         except sqlite3.Error as exc:
             # The commit itself failed (disk full, I/O error): nobody in the batch is durable.
             log.error("store.commit_failed error=%r", exc)
@@ -249,6 +247,23 @@ class Writer:
             # A closed loop raises RuntimeError: nobody is waiting there any more.
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_resolve, items)
+
+
+def _attempt(
+    conn: sqlite3.Connection, job: Callable[[sqlite3.Connection], Any]
+) -> tuple[bool, Any]:
+    """Run one job: (True, its result) or (False, the error its caller gets)."""
+    try:
+        return True, job(conn)
+    except sqlite3.Error as exc:
+        return False, translate(exc)
+    except StoreError as exc:
+        return False, exc
+    except Exception as exc:
+        # Boundary: a bug in one job must fail that job only, not end the writer thread
+        # (every later write would then wait forever).
+        log.exception("store.job_failed")
+        return False, exc
 
 
 def _resolve(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
