@@ -22,7 +22,14 @@ receives and publishes them locally. Invariants:
   marker as soon as it has room again (tried every quarter second and before the next
   datagram), and every subscriber there re-reads the store;
 - changes are wake-ups, not data: the store is the truth (MODSEQ), so a change with its
-  UID list dropped (too long to carry) still says which mailbox to re-read.
+  UID list dropped (too long to carry) still says which mailbox to re-read;
+- a process hears only the changes of accounts it has subscribers for: its
+  ``<pid>-<random>.want`` file holds one byte per ``account_id % 4096``, set before
+  ``subscribe`` returns and cleared when the account's last subscriber goes. A sender
+  reads a peer's bytes after its commit, so a session that subscribes and then reads the
+  store misses nothing: a commit the sender made before it read a clear byte is one that
+  read sees. A peer without the file hears everything. Without this, every commit woke
+  every other process (a thread, the interpreter lock, an unpack) for nobody;
 - closing sends what is pending (and a resync to a peer still owed one) before the
   sockets close; a close on another thread (the store closes on one) waits for a flush
   in progress on the loop, which would otherwise lose the changes it had taken.
@@ -41,7 +48,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from mailwright.store.api import Change
@@ -126,11 +133,29 @@ class Subscription:
         self.close()
 
 
+Watcher = Callable[[int, bool], None]
+
+
 class LocalChangeFeed:
     def __init__(self) -> None:
         self._subscribers: dict[int, set[_Sink]] = {}
         # Re-entrant: a Subscription collected (__del__) while this thread holds it.
         self._lock = threading.RLock()
+        self._watchers: list[Watcher] = []
+
+    def watch(self, watcher: Watcher) -> None:
+        """Call ``watcher(account_id, True)`` when an account gets its first subscriber
+        (at once for those that have one now) and ``(account_id, False)`` when its last one
+        goes, under the feed's lock: before ``subscribe`` returns."""
+        with self._lock:
+            self._watchers.append(watcher)
+            for account_id in self._subscribers:
+                watcher(account_id, True)
+
+    def unwatch(self, watcher: Watcher) -> None:
+        """Stop calling ``watcher``; once this returns, no call of it is running."""
+        with self._lock, contextlib.suppress(ValueError):
+            self._watchers.remove(watcher)
 
     def subscribe(self, account_id: int) -> Subscription:
         return Subscription(self, account_id)
@@ -177,7 +202,12 @@ class LocalChangeFeed:
 
     def _add(self, account_id: int, sink: _Sink) -> None:
         with self._lock:
-            self._subscribers.setdefault(account_id, set()).add(sink)
+            subs = self._subscribers.get(account_id)
+            if subs is None:
+                subs = self._subscribers[account_id] = set()
+                for watcher in self._watchers:
+                    watcher(account_id, True)
+            subs.add(sink)
 
     def _remove(self, account_id: int, sink: _Sink) -> None:
         with self._lock:
@@ -186,6 +216,8 @@ class LocalChangeFeed:
                 subs.discard(sink)
                 if not subs:
                     del self._subscribers[account_id]
+                    for watcher in self._watchers:
+                        watcher(account_id, False)
 
 
 # -- between processes -------------------------------------------------------------------
@@ -200,6 +232,8 @@ _RELIST_SECONDS = 1.0
 _SUN_PATH_MAX = 107  # bytes of sockaddr_un.sun_path, less the terminating NUL
 _RESYNC = Change(0, 0, 0, "resync", ())
 _RETRY_SECONDS = 0.25  # a peer that missed changes is sent its resync marker this often
+_SLOTS = 4096  # bytes of a .want file: one per account_id % _SLOTS
+_WANTS_NOTHING = bytes(_SLOTS)
 
 
 def pack(changes: Sequence[Change]) -> list[bytes]:
@@ -267,6 +301,26 @@ class PeerRelay:
             self._out.close()
             os.close(self._dir_fd)
             raise
+        # Which accounts this process has subscribers for (see the invariants). Made
+        # after the socket: a peer that finds the socket without it sends everything.
+        self._want_name = self.name.removesuffix(".sock") + ".want"
+        try:
+            self._want_fd = os.open(
+                self._want_name,
+                os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
+                0o600,
+                dir_fd=self._dir_fd,
+            )
+            os.ftruncate(self._want_fd, _SLOTS)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(self._dir / self.name)
+            self._in.close()
+            self._out.close()
+            os.close(self._dir_fd)
+            raise
+        self._slot_counts: dict[int, int] = {}
+        self._want_fds: dict[str, int] = {}  # peers' .want files, open while listed
         self._closing = False
         self._lock = threading.Lock()  # the pending changes
         # Sending, and closing the sockets: a flush on the loop and a close() on another
@@ -281,8 +335,22 @@ class PeerRelay:
         self._retrying = False
         self.sent = 0  # datagrams sent (for tests and metrics)
         self._prune()
+        feed.watch(self._interest)
         self._thread = threading.Thread(target=self._receive, name="mailwright-feed", daemon=True)
         self._thread.start()
+
+    def _interest(self, account_id: int, wanted: bool) -> None:
+        # Called under the feed's lock, so the slot counts and the bytes move together.
+        if os.getpid() != self._pid:
+            return  # a forked child: the file is its parent's
+        slot = account_id % _SLOTS
+        count = self._slot_counts.get(slot, 0) + (1 if wanted else -1)
+        if count > 0:
+            self._slot_counts[slot] = count
+        else:
+            self._slot_counts.pop(slot, None)
+        if count == (1 if wanted else 0):
+            os.pwrite(self._want_fd, b"\x01" if wanted else b"\x00", slot)
 
     def _address(self, name: str) -> str:
         path = os.path.join(self._dir, name)
@@ -320,8 +388,23 @@ class PeerRelay:
             peers = self._peer_list()
             if not peers:
                 return
-            datagrams = pack(changes)
+            everything: list[bytes] | None = None
             for peer in peers:
+                wants = self._wants(peer)
+                if wants is None:
+                    theirs = changes
+                else:
+                    theirs = [
+                        c for c in changes if wants[c.account_id % _SLOTS] or c.kind == "resync"
+                    ]
+                    if not theirs:
+                        continue
+                if len(theirs) == len(changes):
+                    if everything is None:
+                        everything = pack(changes)
+                    datagrams = everything
+                else:
+                    datagrams = pack(theirs)
                 if peer in self._lost and not self._send_resync(peer):
                     continue
                 for datagram in datagrams:
@@ -329,6 +412,25 @@ class PeerRelay:
                         break
             if self._lost:
                 self._schedule_retry()
+
+    def _wants(self, peer: str) -> bytes | None:
+        """The peer's interest bytes; None (send it everything) if it has no file."""
+        fd = self._want_fds.get(peer)
+        if fd is None:
+            try:
+                fd = os.open(
+                    peer.removesuffix(".sock") + ".want",
+                    os.O_RDONLY | os.O_CLOEXEC,
+                    dir_fd=self._dir_fd,
+                )
+            except OSError:
+                return None  # not made yet, or a peer that predates them
+            self._want_fds[peer] = fd
+        try:
+            wants = os.pread(fd, _SLOTS, 0)
+        except OSError:
+            return None
+        return wants if len(wants) == _SLOTS else None
 
     def _send_resync(self, peer: str) -> bool:
         if not self._send_to(peer, pack([_RESYNC])[0]):
@@ -351,7 +453,10 @@ class PeerRelay:
             if self._closing:
                 return
             for peer in sorted(self._lost):
-                self._send_resync(peer)
+                if self._wants(peer) == _WANTS_NOTHING:
+                    self._lost.discard(peer)  # its subscribers are gone: nobody to resync
+                else:
+                    self._send_resync(peer)
             if self._lost:
                 self._schedule_retry()
 
@@ -364,8 +469,9 @@ class PeerRelay:
         except OSError as exc:
             if exc.errno == errno.ECONNREFUSED:
                 # Nobody bound there any more: a dead process's socket.
-                with contextlib.suppress(OSError):
-                    os.unlink(self._dir / peer)
+                for name in (peer.removesuffix(".sock") + ".want", peer):
+                    with contextlib.suppress(OSError):
+                        os.unlink(self._dir / name)
             elif exc.errno == errno.ENOBUFS:
                 self._lost.add(peer)
                 return False
@@ -380,6 +486,12 @@ class PeerRelay:
         with contextlib.suppress(ValueError):
             self._peers.remove(peer)
         self._lost.discard(peer)
+        self._close_want(peer)
+
+    def _close_want(self, peer: str) -> None:
+        fd = self._want_fds.pop(peer, None)
+        if fd is not None:
+            os.close(fd)
 
     def _peer_list(self) -> list[str]:
         # Re-read the directory when it changed (a process came or went), and at least
@@ -398,12 +510,25 @@ class PeerRelay:
                 names = []
             self._peers = sorted(n for n in names if n.endswith(".sock") and n != self.name)
             self._lost &= set(self._peers)
+            for gone in set(self._want_fds) - set(self._peers):
+                self._close_want(gone)
         return list(self._peers)
 
     def _prune(self) -> None:
-        """Remove the sockets of processes that died without closing their store."""
+        """Remove the sockets (and .want files) of processes that died without closing
+        their store."""
         for peer in self._peer_list():
             self._send_to(peer, b"")  # empty: ignored by a live peer, refused by a dead one
+        # A live process makes its .want after its socket and removes it first, so a
+        # .want without a socket is a dead one's.
+        try:
+            names = set(os.listdir(self._dir))
+        except OSError:
+            return
+        for name in names:
+            if name.endswith(".want") and name.removesuffix(".want") + ".sock" not in names:
+                with contextlib.suppress(OSError):
+                    os.unlink(self._dir / name)
 
     # -- receiving ---------------------------------------------------------------------
 
@@ -439,12 +564,17 @@ class PeerRelay:
                 for peer in sorted(self._lost):
                     self._send_resync(peer)  # a last chance for a peer that missed some
             self._closing = True
+        self._feed.unwatch(self._interest)
         if os.getpid() == self._pid:
             with contextlib.suppress(OSError):
                 self._out.sendto(b"", self._address(self.name))  # wakes the receiver
             self._thread.join(timeout=5)
-            with contextlib.suppress(OSError):
-                os.unlink(self._dir / self.name)
+            for name in (self._want_name, self.name):  # the .want first (see _prune)
+                with contextlib.suppress(OSError):
+                    os.unlink(self._dir / name)
+        for peer in list(self._want_fds):
+            self._close_want(peer)
+        os.close(self._want_fd)
         self._in.close()
         self._out.close()
         os.close(self._dir_fd)

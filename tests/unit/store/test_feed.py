@@ -191,9 +191,11 @@ def test_sockets_of_dead_processes_are_removed(tmp_path: Path) -> None:
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     stale.bind(str(directory / "1-dead.sock"))
     stale.close()  # the file stays, nobody is bound: what a SIGKILL leaves
+    (directory / "1-dead.want").write_bytes(bytes(4096))
     relay = PeerRelay(directory, LocalChangeFeed())
+    mine = sorted([relay.name, relay.name.removesuffix(".sock") + ".want"])
     try:
-        assert sorted(p.name for p in directory.iterdir()) == [relay.name]
+        assert sorted(p.name for p in directory.iterdir()) == mine
         # One that dies later is removed at the first send that is refused.
         late = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         late.bind(str(directory / "2-late.sock"))
@@ -202,7 +204,7 @@ def test_sockets_of_dead_processes_are_removed(tmp_path: Path) -> None:
         assert late.recv(65536)
         late.close()
         relay.send([change(1, 2)])
-        assert sorted(p.name for p in directory.iterdir()) == [relay.name]
+        assert sorted(p.name for p in directory.iterdir()) == mine
     finally:
         relay.close()
 
@@ -317,3 +319,94 @@ def test_a_close_on_another_thread_waits_for_a_flush_in_progress(tmp_path: Path)
         assert not closer.is_alive()
     finally:
         peer.close()
+
+
+# -- a process hears only the accounts it has subscribers for ---------------------------------
+
+
+def _wants(relay: PeerRelay, account: int) -> int:
+    data = (relay._dir / relay.name.removesuffix(".sock")).with_suffix(".want").read_bytes()
+    return data[account % 4096]
+
+
+def test_the_want_file_follows_the_subscribers(tmp_path: Path) -> None:
+    feed = LocalChangeFeed()
+    relay = PeerRelay(tmp_path / "feed", feed)
+    try:
+        assert _wants(relay, 1) == 0
+        first, second = feed.subscribe(1), feed.subscribe(1)
+        assert _wants(relay, 1) == 1  # set before subscribe returned
+        first.close()
+        assert _wants(relay, 1) == 1  # one is left
+        same_slot = feed.subscribe(1 + 4096)
+        second.close()
+        assert _wants(relay, 1) == 1  # account 4097 shares the byte
+        same_slot.close()
+        assert _wants(relay, 1) == 0
+    finally:
+        relay.close()
+    assert list((tmp_path / "feed").iterdir()) == []
+
+
+def test_a_relay_made_after_the_subscribers_marks_them(tmp_path: Path) -> None:
+    feed = LocalChangeFeed()
+    subscription = feed.subscribe(7)
+    relay = PeerRelay(tmp_path / "feed", feed)
+    try:
+        assert _wants(relay, 7) == 1
+    finally:
+        subscription.close()
+        relay.close()
+
+
+def test_a_process_hears_only_the_accounts_it_has_subscribers_for(tmp_path: Path) -> None:
+    async def go() -> None:
+        pair = _Pair(tmp_path / "feed")
+        sender = pair.relays[0]
+        try:
+            sender.send([change(1, 1)])
+            sender.flush()
+            assert sender.sent == 0  # nobody there listens: nothing sent
+            theirs = pair.feeds[1].subscribe(2)
+            sender.send([change(1, 2), change(2, 3)])
+            got = await asyncio.wait_for(anext(theirs), 10)
+            assert (got.account_id, got.modseq) == (2, 3)
+            assert sender.sent == 1
+            await asyncio.sleep(0.05)
+            assert theirs._sink.queue.empty()  # account 1's change did not go there
+            theirs.close()
+            sender.send([change(2, 4)])
+            sender.flush()
+            assert sender.sent == 1  # its last subscriber went: nothing more sent
+        finally:
+            pair.close()
+
+    asyncio.run(go())
+
+
+def test_a_peer_owed_a_resync_is_let_off_once_nobody_there_listens(tmp_path: Path) -> None:
+    directory = tmp_path / "feed"
+    relay = PeerRelay(directory, LocalChangeFeed())
+    slow = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    slow.bind(str(directory / "1-slow.sock"))
+    want = directory / "1-slow.want"
+    want.write_bytes(b"\x00\x01" + bytes(4094))  # account 1 has a subscriber there
+    try:
+        relay._listed_at = -10.0
+        n = 0
+        while "1-slow.sock" not in relay._lost:  # nobody reads: its queue fills up
+            relay.send([change(1, n)])
+            n += 1
+            assert n < 100_000
+        slow.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                slow.recv(65536)  # room again...
+        want.write_bytes(bytes(4096))  # ...but its subscriber has gone
+        relay._retry()
+        assert "1-slow.sock" not in relay._lost
+        with pytest.raises(BlockingIOError):
+            slow.recv(65536)  # no resync marker was sent
+    finally:
+        slow.close()
+        relay.close()
