@@ -204,9 +204,9 @@ class LocalChangeFeed:
         with self._lock:
             subs = self._subscribers.get(account_id)
             if subs is None:
-                subs = self._subscribers[account_id] = set()
                 for watcher in self._watchers:
-                    watcher(account_id, True)
+                    watcher(account_id, True)  # first: if it fails, nothing was added
+                subs = self._subscribers[account_id] = set()
             subs.add(sink)
 
     def _remove(self, account_id: int, sink: _Sink) -> None:
@@ -311,7 +311,8 @@ class PeerRelay:
                 0o600,
                 dir_fd=self._dir_fd,
             )
-            os.ftruncate(self._want_fd, _SLOTS)
+            # Written, not a sparse ftruncate: setting a byte later needs no new block.
+            os.pwrite(self._want_fd, _WANTS_NOTHING, 0)
         except OSError:
             with contextlib.suppress(OSError):
                 os.unlink(self._dir / self.name)
@@ -341,16 +342,22 @@ class PeerRelay:
 
     def _interest(self, account_id: int, wanted: bool) -> None:
         # Called under the feed's lock, so the slot counts and the bytes move together.
+        # Setting a byte fails the subscribe if it cannot be written (the subscriber would
+        # hear nothing from the other processes); a byte left set costs only datagrams.
         if os.getpid() != self._pid:
             return  # a forked child: the file is its parent's
         slot = account_id % _SLOTS
-        count = self._slot_counts.get(slot, 0) + (1 if wanted else -1)
+        count = self._slot_counts.get(slot, 0)
+        if wanted and count == 0:
+            os.pwrite(self._want_fd, b"\x01", slot)
+        elif not wanted and count == 1:
+            with contextlib.suppress(OSError):
+                os.pwrite(self._want_fd, b"\x00", slot)
+        count += 1 if wanted else -1
         if count > 0:
             self._slot_counts[slot] = count
         else:
             self._slot_counts.pop(slot, None)
-        if count == (1 if wanted else 0):
-            os.pwrite(self._want_fd, b"\x01" if wanted else b"\x00", slot)
 
     def _address(self, name: str) -> str:
         path = os.path.join(self._dir, name)

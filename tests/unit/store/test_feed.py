@@ -410,3 +410,24 @@ def test_a_peer_owed_a_resync_is_let_off_once_nobody_there_listens(tmp_path: Pat
     finally:
         slow.close()
         relay.close()
+
+
+def test_a_subscribe_whose_byte_cannot_be_set_fails_and_adds_nothing(tmp_path: Path) -> None:
+    feed = LocalChangeFeed()
+    relay = PeerRelay(tmp_path / "feed", feed)
+    writable = relay._want_fd
+    want = (relay._dir / relay.name.removesuffix(".sock")).with_suffix(".want")
+    relay._want_fd = os.open(want, os.O_RDONLY)  # a write there fails, as on a bad disk
+    try:
+        with pytest.raises(OSError):
+            feed.subscribe(3)
+        assert feed._subscribers == {} and relay._slot_counts == {}
+    finally:
+        os.close(relay._want_fd)
+        relay._want_fd = writable
+    try:
+        subscription = feed.subscribe(3)  # the next one works
+        assert _wants(relay, 3) == 1
+        subscription.close()
+    finally:
+        relay.close()
