@@ -209,18 +209,25 @@ def test_sockets_of_dead_processes_are_removed(tmp_path: Path) -> None:
         relay.close()
 
 
+def _fill_until_lost(relay: PeerRelay, peer: str) -> int:
+    """Send changes to ``peer``, which reads nothing, until its queue is full; how many."""
+    relay._listed_at = -10.0  # forget the listing: the peer was bound after the relay
+    n = 0
+    while peer not in relay._lost:
+        relay.send([change(1, n)])
+        relay.flush()  # at once, even with a loop running
+        n += 1
+        assert n < 100_000
+    return n
+
+
 def test_a_full_peer_gets_a_resync_marker(tmp_path: Path) -> None:
     directory = tmp_path / "feed"
     relay = PeerRelay(directory, LocalChangeFeed())
     slow = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     slow.bind(str(directory / "1-slow.sock"))
     try:
-        relay._listed_at = -10.0
-        n = 0
-        while "1-slow.sock" not in relay._lost:  # nobody reads: its queue fills up
-            relay.send([change(1, n)])
-            n += 1
-            assert n < 100_000
+        n = _fill_until_lost(relay, "1-slow.sock")
         received = []
         slow.setblocking(False)
         with contextlib.suppress(BlockingIOError):
@@ -271,12 +278,7 @@ def test_a_full_peer_is_told_to_resync_without_waiting_for_the_next_change(
         slow = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         slow.bind(str(directory / "1-slow.sock"))
         try:
-            relay._listed_at = -10.0
-            n = 0
-            while "1-slow.sock" not in relay._lost:
-                relay.send([change(1, n)])
-                relay.flush()
-                n += 1
+            _fill_until_lost(relay, "1-slow.sock")
             slow.setblocking(False)
             with contextlib.suppress(BlockingIOError):
                 while True:
@@ -392,12 +394,7 @@ def test_a_peer_owed_a_resync_is_let_off_once_nobody_there_listens(tmp_path: Pat
     want = directory / "1-slow.want"
     want.write_bytes(b"\x00\x01" + bytes(4094))  # account 1 has a subscriber there
     try:
-        relay._listed_at = -10.0
-        n = 0
-        while "1-slow.sock" not in relay._lost:  # nobody reads: its queue fills up
-            relay.send([change(1, n)])
-            n += 1
-            assert n < 100_000
+        _fill_until_lost(relay, "1-slow.sock")
         slow.setblocking(False)
         with contextlib.suppress(BlockingIOError):
             while True:
