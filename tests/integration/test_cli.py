@@ -106,6 +106,9 @@ def test_init_writes_config_and_tls(tmp_path: Path) -> None:
     config = load_config(config_file, environ={})
     assert config.data_dir == str(data.resolve())
     assert config.hostname == "mx.mail.example.test"
+    # A receiver on this host needs webhooks.allowed_networks: the file shows where.
+    assert "[webhooks]" in config_file.read_text()
+    assert config.webhooks.allowed_networks == ()
     assert ok("domain", "list", config=config_file) == "mail.example.test\n"
     assert ok("user", "list", config=config_file) == ""
     assert not (data / "demo-password.txt").exists()

@@ -78,6 +78,9 @@ allow_plaintext = "loopback"      # passwords without TLS: "never", "loopback", 
 listen = ["127.0.0.1:8080"]
 listen_tls = []                   # HTTPS with [tls]'s certificate, e.g. ["0.0.0.0:443"]
 
+[webhooks]              # the HTTP API's signed POSTs of events
+allowed_networks = []             # private networks they may reach, e.g. ["127.0.0.0/8"]
+
 [auth]                  # failed logins, counted across protocols and workers
 max_ip_failures = 20
 max_user_failures = 10
