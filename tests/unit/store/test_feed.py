@@ -199,11 +199,12 @@ def test_sockets_of_dead_processes_are_removed(tmp_path: Path) -> None:
         # One that dies later is removed at the first send that is refused.
         late = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         late.bind(str(directory / "2-late.sock"))
+        (directory / "2-late.want").write_bytes(b"\x00\x01" + bytes(4094))  # wants account 1
         relay._listed_at = -10.0  # forget the listing, as a second later
         relay.send([change(1, 1)])
         assert late.recv(65536)
         late.close()
-        relay.send([change(1, 2)])
+        relay.send([change(1, 2)])  # refused: its socket and its .want go
         assert sorted(p.name for p in directory.iterdir()) == mine
     finally:
         relay.close()
