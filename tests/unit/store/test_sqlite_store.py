@@ -15,6 +15,7 @@ from mailwright.store.api import INBOX, Account, Target
 from mailwright.store.errors import Conflict, NotFound, TransientStorageError
 from mailwright.store.sqlite import SqliteStore
 from mailwright.store.sqlite.db import _statements, connect, migrate
+from mailwright.store.sqlite.store import BLOB_REFERENCED
 from tests.unit.store.helpers import with_store
 
 BIG = b"".join(b"%07d\r\n" % i for i in range(40_000))  # 320 000 bytes: spilled
@@ -93,6 +94,19 @@ def test_startup_sweep_removes_spill_and_unreferenced_files(tmp_path: Path) -> N
     assert kept.exists()
     assert not orphan.exists()
     assert not spill.exists()
+
+
+def test_the_sweep_looks_blobs_up_by_an_index(tmp_path: Path) -> None:
+    # Not a scan of messages, whose rows hold the inline bodies: with a large mail store
+    # that kept a restarting server from listening for most of a minute.
+    async def nothing(store: SqliteStore) -> None:
+        return None
+
+    with_store(tmp_path, nothing)
+    plan = " ".join(
+        row[-1] for row in _db(tmp_path).execute(f"EXPLAIN QUERY PLAN {BLOB_REFERENCED}", ("x",))
+    )
+    assert "INDEX messages_blob_path" in plan, plan
 
 
 def test_no_sweep_when_asked(tmp_path: Path) -> None:

@@ -81,6 +81,9 @@ DB_NAME = "mailwright.db"
 BLOB_DIR = "blobs"
 LOCK_DIR = "locks"
 FEED_DIR = "run/feed"
+# Is a file under blobs/ still a message's body? (The startup sweep asks it of each file,
+# by the index on blob_path: never a read of the whole messages table.)
+BLOB_REFERENCED = "SELECT 1 FROM messages WHERE blob_path=?"
 
 # A placement row as _select_placements reads it.
 _Row = tuple[int, int, str, int, int, int]  # uid, message_id, flags, modseq, date, size
@@ -254,26 +257,20 @@ class SqliteStore(SqliteQueue, SqliteApi, SqliteWebhooks):
                 f.unlink(missing_ok=True)
         conn = sqlite3.connect(self.data_dir / DB_NAME)
         try:
-            referenced = {
-                p
-                for (p,) in conn.execute(
-                    "SELECT blob_path FROM messages WHERE blob_path IS NOT NULL"
-                )
-            }
             # Whoever held a lease died with the server: its entries are due at once, not
             # when the lease would have lapsed (a delivery attempt may have been cut short).
             with conn:
                 conn.execute("UPDATE queue SET lease_until=0 WHERE lease_until>0")
                 conn.execute("UPDATE webhooks SET lease_until=0 WHERE lease_until>0")
                 conn.execute("UPDATE api_scheduled SET lease_until=0 WHERE lease_until>0")
+            for sub in self._blob_root.iterdir():
+                if sub.name == "tmp" or not sub.is_dir():
+                    continue
+                for f in sub.iterdir():
+                    if not conn.execute(BLOB_REFERENCED, (f"{sub.name}/{f.name}",)).fetchone():
+                        f.unlink(missing_ok=True)
         finally:
             conn.close()
-        for sub in self._blob_root.iterdir():
-            if sub.name == "tmp" or not sub.is_dir():
-                continue
-            for f in sub.iterdir():
-                if f"{sub.name}/{f.name}" not in referenced:
-                    f.unlink(missing_ok=True)
 
     # -- domains ---------------------------------------------------------------
 
