@@ -7,12 +7,14 @@ exactly once; nothing half-written may be visible; the server then serves again.
 
 from __future__ import annotations
 
+import os
 import smtplib
+import subprocess
 import threading
 import time
 from pathlib import Path
 
-from tests.integration.server import Server
+from tests.integration.server import Server, worker_pids
 
 SENDERS = 8
 KILL_AFTER_ACKS = 150
@@ -121,20 +123,66 @@ def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path: Path) -> None:
         server.kill()
 
 
-def test_every_commit_is_fsynced(tmp_path: Path) -> None:
-    """WAL with synchronous=FULL: SQLite fsyncs the log at every commit."""
-    import asyncio
+def _traced(pids: set[int], out: Path) -> subprocess.Popen[bytes]:
+    """strace on every thread of ``pids`` (fsyncs and socket writes, with the files they
+    go to), once it is attached to all of them."""
+    tids = [int(t) for pid in pids for t in os.listdir(f"/proc/{pid}/task")]
+    args = [a for tid in tids for a in ("-p", str(tid))]
+    calls = "trace=fdatasync,fsync,write,writev,pwrite64,sendto,sendmsg"
+    tracer = subprocess.Popen(
+        ["strace", "-qq", "-y", "-s", "40", "-e", calls, "-o", str(out), *args]
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        traced = [Path(f"/proc/{tid}/status").read_text() for tid in tids]
+        if all("TracerPid:\t0\n" not in status for status in traced):
+            return tracer
+        time.sleep(0.05)
+    tracer.kill()
+    raise AssertionError("strace did not attach")
 
-    from mailwright.store.sqlite import SqliteStore
 
-    async def check() -> tuple[str, int]:
-        store = SqliteStore(tmp_path)
+def _completed(lines: list[str]) -> list[str]:
+    """strace's lines, a call that another thread's interrupted ("<unfinished ...>", later
+    "<... resumed>") made whole again, in the order the calls returned."""
+    out: list[str] = []
+    open_calls: dict[str, str] = {}
+    for line in lines:
+        tid, _, rest = line.partition(" ")
+        if rest.endswith("<unfinished ...>"):
+            open_calls[tid] = line.removesuffix("<unfinished ...>")
+        elif "resumed>" in rest and tid in open_calls:
+            out.append(open_calls.pop(tid) + rest.split("resumed>", 1)[1])
+        else:
+            out.append(line)
+    return out
+
+
+def test_the_250_after_data_waits_for_the_fsync_of_the_log(tmp_path: Path) -> None:
+    """Watched with strace in the worker: every write to the WAL made before the 250
+    went out was fsynced before it (the grouped commit with synchronous=FULL)."""
+    server = Server.create(tmp_path / "mw", MAILWRIGHT_WORKERS="1").start()
+    trace = tmp_path / "strace.out"
+    assert server.proc is not None
+    try:
+        tracer = _traced(worker_pids(server) or {server.proc.pid}, trace)
         try:
-            conn = store._writer._conn
-            return conn.execute("PRAGMA journal_mode").fetchone()[0], conn.execute(
-                "PRAGMA synchronous"
-            ).fetchone()[0]
+            with smtplib.SMTP(server.host, server.port, timeout=10) as smtp:
+                smtp.sendmail("a@remote.test", ["alice@example.test"], b"Subject: s\r\n\r\nhi\r\n")
         finally:
-            await store.close()
-
-    assert asyncio.run(check()) == ("wal", 2)
+            tracer.terminate()
+            tracer.wait(timeout=10)
+    finally:
+        server.kill()
+    lines = _completed(trace.read_text().splitlines())
+    whole = "\n".join(lines)
+    (reply,) = [
+        i for i, line in enumerate(lines) if "<socket:" in line and '"250 2.0.0 Ok: queued' in line
+    ]
+    # Everything written to the WAL before the 250 was fsynced before it.
+    wal = [i for i, line in enumerate(lines[:reply]) if "mailwright.db-wal>" in line]
+    written = [i for i in wal if "pwrite" in lines[i]]
+    assert written, whole
+    assert any("sync(" in lines[i] and lines[i].endswith("= 0") for i in wal if i > written[-1]), (
+        whole
+    )
