@@ -294,32 +294,34 @@ class PeerRelay:
         self._in = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         self._out = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         self._out.setblocking(False)
-        try:
-            self._in.bind(self._address(self.name))
-        except OSError:
-            self._in.close()
-            self._out.close()
-            os.close(self._dir_fd)
-            raise
         # Which accounts this process has subscribers for (see the invariants). Made
         # after the socket: a peer that finds the socket without it sends everything.
         self._want_name = self.name.removesuffix(".sock") + ".want"
+        bound, want_fd = False, -1
         try:
-            self._want_fd = os.open(
+            self._in.bind(self._address(self.name))
+            bound = True
+            want_fd = os.open(
                 self._want_name,
                 os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
                 0o600,
                 dir_fd=self._dir_fd,
             )
             # Written, not a sparse ftruncate: setting a byte later needs no new block.
-            os.pwrite(self._want_fd, _WANTS_NOTHING, 0)
+            os.pwrite(want_fd, _WANTS_NOTHING, 0)
         except OSError:
-            with contextlib.suppress(OSError):
-                os.unlink(self._dir / self.name)
+            # Nothing of this relay stays behind: not a file, not a descriptor.
+            if want_fd >= 0:
+                os.close(want_fd)
+            for name, made in ((self._want_name, want_fd >= 0), (self.name, bound)):
+                if made:
+                    with contextlib.suppress(OSError):
+                        os.unlink(self._dir / name)
             self._in.close()
             self._out.close()
             os.close(self._dir_fd)
             raise
+        self._want_fd = want_fd
         self._slot_counts: dict[int, int] = {}
         self._want_fds: dict[str, int] = {}  # peers' .want files, open while listed
         self._closing = False

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gc
 import os
 import socket
@@ -408,6 +409,25 @@ def test_a_peer_owed_a_resync_is_let_off_once_nobody_there_listens(tmp_path: Pat
     finally:
         slow.close()
         relay.close()
+
+
+def test_a_relay_whose_want_file_cannot_be_written_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory = tmp_path / "feed"
+    directory.mkdir()
+    fds = set(os.listdir("/proc/self/fd"))
+
+    def full_disk(fd: int, data: bytes, offset: int) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "pwrite", full_disk)
+        with pytest.raises(OSError):
+            PeerRelay(directory, LocalChangeFeed())
+    assert list(directory.iterdir()) == []  # neither its socket nor its .want
+    assert set(os.listdir("/proc/self/fd")) == fds
+    PeerRelay(directory, LocalChangeFeed()).close()  # the next one is made as usual
 
 
 def test_a_subscribe_whose_byte_cannot_be_set_fails_and_adds_nothing(tmp_path: Path) -> None:
