@@ -395,3 +395,34 @@ def test_the_wal_is_checkpointed_by_its_own_thread(tmp_path: Path) -> None:
 
     auto, size = with_store(tmp_path, go)
     assert auto == 0 and size > 200 * 8000
+
+
+def test_the_wal_is_started_over_under_a_steady_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Commits that land while a checkpoint copies keep the log from ever being found fully
+    # copied: without the catch-up under the write lock the log only grew (to gigabytes
+    # under a long load) and SQLite never started it over.
+    from mailwright.store.sqlite import db
+
+    monkeypatch.setattr(db, "WAL_RESTART_FRAMES", 64)
+    monkeypatch.setattr(db, "_CHECKPOINT_EVERY", 4)
+    wal = tmp_path / "mailwright.db-wal"
+    body = b"Subject: x\r\n\r\n" + b"y" * 8000 + b"\r\n"
+
+    async def go(store: SqliteStore) -> int:
+        acct = await _alice(store)
+        largest = 0
+
+        async def sender(n: int) -> None:
+            nonlocal largest
+            for k in range(150):
+                await _deliver(store, body, acct, f"QUEUEIDLOAD{n:02d}{k:04d}")
+                largest = max(largest, wal.stat().st_size)
+
+        await asyncio.gather(*(sender(n) for n in range(8)))
+        return largest
+
+    largest = with_store(tmp_path, go)
+    # 1,200 messages of 8 KB: about 10 MB of log if it is never started over.
+    assert largest < 4_000_000, f"the log reached {largest} bytes"

@@ -25,7 +25,9 @@ Invariants:
 - the WAL is checkpointed by a thread of its own (PASSIVE, outside the write lock), not
   by whichever commit crosses SQLite's threshold: a checkpoint copies megabytes into the
   database and fsyncs it, and done inside a commit it held every session waiting on that
-  commit for up to 200 ms.
+  commit for up to 200 ms. Once the log is ``WAL_RESTART_FRAMES`` long, the thread copies
+  what came in meanwhile under the write lock, so that the next commit starts the log
+  over: otherwise a steady load keeps it growing without end.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ log = logging.getLogger("mailwright.store")
 _MAX_BATCH = 512
 _STOP = object()
 _CHECKPOINT_EVERY = 64  # commits between checkpoints (and at least once a second)
+WAL_RESTART_FRAMES = 4096  # a log this long (16 MiB of 4 KiB pages) is started over
 QUICK_STEPS = 100  # SQLite VM instructions between checks of a read's budget on the loop
 QUICK_TICKS = 40  # checks before it is interrupted and handed to a reader thread (about
 # 400 rows of placements: under a millisecond with the Python objects they become)
@@ -158,26 +161,23 @@ class Writer:
 
     def _checkpoint_loop(self) -> None:
         conn = connect(self._path)
+        # A descriptor of its own: flock() excludes open files, not threads, so on the
+        # writer's descriptor this thread would never wait for its own process's writer.
+        lock_fd = os.open(f"{self._path}.writelock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             while True:
                 self._checkpoint_due.wait(timeout=1.0)
                 self._checkpoint_due.clear()
-                # PASSIVE: copies what no reader still needs, never waits for a writer or a
-                # reader; the writers of every process go on committing meanwhile.
                 with contextlib.suppress(sqlite3.Error):
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    _checkpoint(conn, lock_fd)
                 if self._closing:
                     return
         finally:
             conn.close()
+            os.close(lock_fd)
 
-    @contextlib.contextmanager
-    def _write_lock(self) -> Iterator[None]:
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+    def _write_lock(self) -> contextlib.AbstractContextManager[None]:
+        return _flocked(self._lock_fd)
 
     def _run(self) -> None:
         while True:
@@ -264,6 +264,30 @@ def _attempt(
         # (every later write would then wait forever).
         log.exception("store.job_failed")
         return False, exc
+
+
+@contextlib.contextmanager
+def _flocked(fd: int) -> Iterator[None]:
+    """The write lock every writer of every process takes around a transaction."""
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def _checkpoint(conn: sqlite3.Connection, lock_fd: int) -> None:
+    # PASSIVE: copies what no reader still needs, never waits for a writer or a reader;
+    # the writers of every process go on committing meanwhile.
+    ((_busy, frames, _copied),) = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+    if frames >= WAL_RESTART_FRAMES:
+        # Under a steady load commits land while a checkpoint copies, so the log is never
+        # found fully copied and SQLite never starts it over: it grew by gigabytes, and
+        # appending to a growing file costs the kernel more than overwriting one. What
+        # came in meanwhile is copied with every writer held off (milliseconds), and the
+        # next commit starts the log from its beginning.
+        with _flocked(lock_fd):
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
 
 def _resolve(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
