@@ -424,5 +424,6 @@ def test_the_wal_is_started_over_under_a_steady_load(
         return largest
 
     largest = with_store(tmp_path, go)
-    # 1,200 messages of 8 KB: about 10 MB of log if it is never started over.
-    assert largest < 4_000_000, f"the log reached {largest} bytes"
+    # 1,200 messages of 8 KB: the log reached 22 MB when it was never started over, and
+    # stays under 1 MB when it is (the bound leaves room for a slow checkpoint thread).
+    assert largest < 8_000_000, f"the log reached {largest} bytes"

@@ -282,10 +282,10 @@ def _checkpoint(conn: sqlite3.Connection, lock_fd: int) -> None:
     ((_busy, frames, _copied),) = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
     if frames >= WAL_RESTART_FRAMES:
         # Under a steady load commits land while a checkpoint copies, so the log is never
-        # found fully copied and SQLite never starts it over: it grew by gigabytes, and
-        # appending to a growing file costs the kernel more than overwriting one. What
-        # came in meanwhile is copied with every writer held off (milliseconds), and the
-        # next commit starts the log from its beginning.
+        # found fully copied and SQLite never starts it over: it grew without end (a
+        # gigabyte in 30,000 messages), and appending to a growing file costs the kernel
+        # more than overwriting one. What came in meanwhile is copied with every writer
+        # held off (milliseconds), and the next commit starts the log from its beginning.
         with _flocked(lock_fd):
             conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
