@@ -123,14 +123,14 @@ def translate(exc: sqlite3.Error) -> StoreError:
 
 class Writer:
     def __init__(self, path: Path) -> None:
-        self._lock_fd = os.open(f"{path}.writelock", os.O_RDWR | os.O_CREAT, 0o600)
+        self._lock_fd = _open_lock(path)
         self._conn = connect(path)
         self._conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpoint thread's job
         # Savepoint journals in memory: SQLite copies each page a job first changes into
         # one, and past 64 KiB it spilled to a temporary file, two writes per page inside
         # the write lock (a third of a batch's writes). It holds one job's pages at a time.
         self._conn.execute("PRAGMA temp_store=MEMORY")
-        with self._write_lock():
+        with _flocked(self._lock_fd):
             migrate(self._conn)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="mailwright-writer", daemon=True)
@@ -163,7 +163,7 @@ class Writer:
         conn = connect(self._path)
         # A descriptor of its own: flock() excludes open files, not threads, so on the
         # writer's descriptor this thread would never wait for its own process's writer.
-        lock_fd = os.open(f"{self._path}.writelock", os.O_RDWR | os.O_CREAT, 0o600)
+        lock_fd = _open_lock(self._path)
         try:
             while True:
                 self._checkpoint_due.wait(timeout=1.0)
@@ -176,15 +176,12 @@ class Writer:
             conn.close()
             os.close(lock_fd)
 
-    def _write_lock(self) -> contextlib.AbstractContextManager[None]:
-        return _flocked(self._lock_fd)
-
     def _run(self) -> None:
         while True:
             first = self._queue.get()
             if first is _STOP:
                 return
-            with self._write_lock():
+            with _flocked(self._lock_fd):
                 # Jobs that arrived while another process held the lock join this batch.
                 batch, stop = self._drain(first)
                 outcomes = self._transaction(self._conn, batch)
@@ -264,6 +261,11 @@ def _attempt(
         # (every later write would then wait forever).
         log.exception("store.job_failed")
         return False, exc
+
+
+def _open_lock(path: Path) -> int:
+    """A descriptor of ``<db>.writelock``, the file every writer ``flock``s."""
+    return os.open(f"{path}.writelock", os.O_RDWR | os.O_CREAT, 0o600)
 
 
 @contextlib.contextmanager
